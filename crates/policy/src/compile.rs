@@ -1,0 +1,468 @@
+//! The compiled policy: indexes that narrow every decision to a few candidate rules.
+//!
+//! Each enabled rule is filed under exactly one of its matchers — the one whose index bucket is
+//! smallest when the rule is added — in the index for that attribute (executable path, process
+//! name, hash, domain, destination address, named list, destination port). Rules with no
+//! indexable matcher go to a short list checked for every connection. A decision looks the
+//! connection up in each index, checks the candidate rules it finds in rule order, and keeps the
+//! lowest-numbered rule whose remaining conditions hold: the same answer as checking every rule
+//! in order (see `naive`), which property tests confirm.
+
+use jiff::Timestamp;
+use palisade_proto::{Action, Connection, Direction, Mode, Protocol, Scope};
+
+use crate::Decision;
+use crate::condition::Condition;
+use crate::field::{Field, FieldValue};
+use crate::index::{DomainIndex, IpIndex, RangeIndex, TextIndex};
+use crate::model::{ListEntries, Matcher, NamedList, Policy, Rule};
+use crate::pattern::{Pattern, PortRange, TextPattern};
+use crate::schedule::Schedule;
+
+/// A policy ready to decide connections.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    mode: Mode,
+    default_action: Action,
+    /// One entry per rule of the policy, by position; disabled rules are never candidates.
+    rules: Vec<CompiledRule>,
+    lists: Vec<CompiledList>,
+    app_path: TextIndex,
+    app_name: TextIndex,
+    app_sha256: TextIndex,
+    domain: DomainIndex,
+    dst_ip: IpIndex,
+    /// Address-block lists, keyed by the remote address.
+    remote_ip: IpIndex,
+    dst_port: RangeIndex<u16>,
+    /// Rules with no indexable matcher, in order.
+    unindexed: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    action: Action,
+    /// Conditions left to check once the rule is a candidate (its indexed matcher already held).
+    checks: Vec<Check>,
+    when: Option<Condition>,
+    schedule: Option<Schedule>,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledList {
+    Domains(Box<DomainIndex>),
+    Nets(Box<IpIndex>),
+}
+
+#[derive(Debug, Clone)]
+enum Check {
+    Text {
+        field: Field,
+        exact: Vec<String>,
+        globs: Vec<TextPattern>,
+    },
+    CmdlineContains(Vec<String>),
+    CmdlineMatches(Vec<Pattern>),
+    Uid(Vec<u32>),
+    Domain(Box<DomainIndex>),
+    Ip {
+        field: Field,
+        nets: Box<IpIndex>,
+    },
+    Port {
+        field: Field,
+        ranges: Vec<PortRange>,
+    },
+    Protocol(Vec<Protocol>),
+    Direction(Vec<Direction>),
+    Scope(Vec<Scope>),
+    List(Vec<usize>),
+}
+
+/// Where a rule is filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    AppSha256,
+    AppPath,
+    Domain,
+    DstIp,
+    List,
+    AppName,
+    DstPort,
+}
+
+impl CompiledPolicy {
+    /// Compiles a validated policy.
+    pub fn new(policy: &Policy) -> CompiledPolicy {
+        let mut compiled = CompiledPolicy {
+            mode: policy.mode,
+            default_action: policy.default_action,
+            rules: Vec::with_capacity(policy.rules.len()),
+            lists: policy.lists.iter().map(compile_list).collect(),
+            app_path: TextIndex::default(),
+            app_name: TextIndex::default(),
+            app_sha256: TextIndex::default(),
+            domain: DomainIndex::default(),
+            dst_ip: IpIndex::default(),
+            remote_ip: IpIndex::default(),
+            dst_port: RangeIndex::default(),
+            unindexed: Vec::new(),
+        };
+        for (number, rule) in policy.rules.iter().enumerate() {
+            let number = u32::try_from(number).unwrap_or(u32::MAX);
+            let filed = if rule.enabled {
+                compiled.file(rule, number, &policy.lists)
+            } else {
+                None
+            };
+            if rule.enabled && filed.is_none() {
+                compiled.unindexed.push(number);
+            }
+            let checks = rule
+                .matchers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != filed)
+                .map(|(_, m)| compile_check(m))
+                .collect();
+            compiled.rules.push(CompiledRule {
+                action: rule.action,
+                checks,
+                when: rule.when.clone(),
+                schedule: rule.schedule.clone(),
+            });
+        }
+        compiled.app_path.freeze();
+        compiled.app_name.freeze();
+        compiled.app_sha256.freeze();
+        compiled.domain.freeze();
+        compiled.dst_ip.freeze();
+        compiled.remote_ip.freeze();
+        compiled.dst_port.freeze();
+        compiled
+    }
+
+    /// Decides a connection (normalised, see [`Connection::normalize`]) at the instant `now`.
+    pub fn decide(&self, conn: &Connection, now: Timestamp) -> Decision {
+        let mut best = u32::MAX;
+        let mut visit = |candidates: &[u32]| {
+            for &number in candidates {
+                if number >= best {
+                    break;
+                }
+                if self
+                    .rules
+                    .get(number as usize)
+                    .is_some_and(|rule| self.holds(rule, conn, now))
+                {
+                    best = number;
+                    break;
+                }
+            }
+        };
+        if let Some(path) = &conn.app_path {
+            visit(self.app_path.get(path));
+        }
+        if let Some(name) = &conn.app_name {
+            visit(self.app_name.get(name));
+        }
+        if let Some(hash) = &conn.app_sha256 {
+            visit(self.app_sha256.get(hash));
+        }
+        if let Some(domain) = &conn.domain {
+            self.domain.visit(domain, &mut visit);
+        }
+        if let Some(ip) = conn.dst_ip {
+            self.dst_ip.visit(ip, &mut visit);
+        }
+        if let Some(ip) = conn.remote_ip() {
+            self.remote_ip.visit(ip, &mut visit);
+        }
+        if let Some(port) = conn.dst_port {
+            self.dst_port.visit(port, &mut visit);
+        }
+        visit(&self.unindexed);
+
+        let (rule, action) = match self.rules.get(best as usize) {
+            Some(compiled) => (Some(best as usize), compiled.action),
+            None => (None, self.default_action),
+        };
+        Decision {
+            action,
+            rule,
+            verdict: self.mode.verdict(action),
+        }
+    }
+
+    /// Approximate heap bytes used by the indexes (the rules' own conditions not included).
+    pub fn index_bytes(&self) -> usize {
+        self.app_path.bytes()
+            + self.app_name.bytes()
+            + self.app_sha256.bytes()
+            + self.domain.bytes()
+            + self.dst_ip.bytes()
+            + self.remote_ip.bytes()
+            + self.dst_port.bytes()
+            + self.unindexed.capacity() * 4
+    }
+
+    /// Files `rule` under its cheapest indexable matcher; returns that matcher's position.
+    fn file(&mut self, rule: &Rule, number: u32, lists: &[NamedList]) -> Option<usize> {
+        let (position, slot) = rule
+            .matchers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let slot = slot_of(m, lists)?;
+                Some((self.bucket_size(m, lists), slot, i))
+            })
+            .min()
+            .map(|(_, slot, i)| (i, slot))?;
+        let matcher = rule.matchers.get(position)?;
+        match (slot, matcher) {
+            (Slot::AppSha256 | Slot::AppPath | Slot::AppName, Matcher::Text { patterns, .. }) => {
+                let index = self.text_index(slot);
+                for pattern in patterns {
+                    index.add(pattern.as_str(), number);
+                }
+            }
+            (Slot::Domain, Matcher::Domain(patterns)) => {
+                for pattern in patterns {
+                    self.domain.add(pattern, number);
+                }
+            }
+            (Slot::DstIp, Matcher::Ip { nets, .. }) => {
+                for net in nets {
+                    self.dst_ip.add(net, number);
+                }
+            }
+            (Slot::DstPort, Matcher::Port { ranges, .. }) => {
+                for range in ranges {
+                    self.dst_port.add(range.from, range.to, number);
+                }
+            }
+            (Slot::List, Matcher::List(ids)) => {
+                for list in ids.iter().filter_map(|&i| lists.get(i)) {
+                    match &list.entries {
+                        ListEntries::Domains(patterns) => {
+                            patterns.iter().for_each(|p| self.domain.add(p, number))
+                        }
+                        ListEntries::Cidrs(nets) => {
+                            nets.iter().for_each(|n| self.remote_ip.add(n, number))
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some(position)
+    }
+
+    fn text_index(&mut self, slot: Slot) -> &mut TextIndex {
+        match slot {
+            Slot::AppSha256 => &mut self.app_sha256,
+            Slot::AppName => &mut self.app_name,
+            _ => &mut self.app_path,
+        }
+    }
+
+    /// The largest bucket the matcher's keys would join: a rule filed there is checked for
+    /// every connection that reaches that bucket.
+    fn bucket_size(&self, matcher: &Matcher, lists: &[NamedList]) -> usize {
+        match matcher {
+            Matcher::Text { field, patterns } => {
+                let index = match field {
+                    Field::AppSha256 => &self.app_sha256,
+                    Field::AppName => &self.app_name,
+                    _ => &self.app_path,
+                };
+                patterns
+                    .iter()
+                    .map(|p| index.count(p.as_str()))
+                    .max()
+                    .unwrap_or(0)
+            }
+            Matcher::Domain(patterns) => patterns
+                .iter()
+                .map(|p| self.domain.count(p))
+                .max()
+                .unwrap_or(0),
+            Matcher::Ip { nets, .. } => {
+                nets.iter().map(|n| self.dst_ip.count(n)).max().unwrap_or(0)
+            }
+            Matcher::Port { ranges, .. } => ranges
+                .iter()
+                .map(|r| self.dst_port.count(r.from, r.to))
+                .max()
+                .unwrap_or(0),
+            Matcher::List(ids) => ids
+                .iter()
+                .filter_map(|&i| lists.get(i))
+                .flat_map(|list| match &list.entries {
+                    ListEntries::Domains(patterns) => {
+                        patterns.iter().map(|p| self.domain.count(p)).max()
+                    }
+                    ListEntries::Cidrs(nets) => nets.iter().map(|n| self.remote_ip.count(n)).max(),
+                })
+                .max()
+                .unwrap_or(0),
+            _ => usize::MAX,
+        }
+    }
+
+    fn holds(&self, rule: &CompiledRule, conn: &Connection, now: Timestamp) -> bool {
+        rule.checks.iter().all(|check| self.check(check, conn))
+            && rule.when.as_ref().is_none_or(|c| c.holds(conn))
+            && rule.schedule.as_ref().is_none_or(|s| s.is_active(now))
+    }
+
+    fn check(&self, check: &Check, conn: &Connection) -> bool {
+        match check {
+            Check::Text {
+                field,
+                exact,
+                globs,
+            } => match field.get(conn) {
+                Some(FieldValue::Text(value)) => {
+                    exact.iter().any(|e| e == value) || globs.iter().any(|g| g.matches(value))
+                }
+                _ => false,
+            },
+            Check::CmdlineContains(needles) => conn
+                .cmdline
+                .as_deref()
+                .is_some_and(|c| needles.iter().any(|n| c.contains(n.as_str()))),
+            Check::CmdlineMatches(patterns) => conn
+                .cmdline
+                .as_deref()
+                .is_some_and(|c| patterns.iter().any(|p| p.is_match(c))),
+            Check::Uid(uids) => conn.uid.is_some_and(|u| uids.contains(&u)),
+            Check::Domain(index) => conn.domain.as_deref().is_some_and(|d| index.contains(d)),
+            Check::Ip { field, nets } => {
+                let ip = if *field == Field::SrcIp {
+                    conn.src_ip
+                } else {
+                    conn.dst_ip
+                };
+                ip.is_some_and(|ip| nets.contains(ip))
+            }
+            Check::Port { field, ranges } => {
+                let port = if *field == Field::SrcPort {
+                    conn.src_port
+                } else {
+                    conn.dst_port
+                };
+                port.is_some_and(|p| ranges.iter().any(|r| r.contains(p)))
+            }
+            Check::Protocol(protocols) => {
+                protocols.is_empty() || conn.protocol.is_some_and(|p| protocols.contains(&p))
+            }
+            Check::Direction(directions) => directions.contains(&conn.direction),
+            Check::Scope(scopes) => conn.scope().is_some_and(|s| scopes.contains(&s)),
+            Check::List(ids) => {
+                ids.iter()
+                    .filter_map(|&i| self.lists.get(i))
+                    .any(|list| match list {
+                        CompiledList::Domains(index) => {
+                            conn.domain.as_deref().is_some_and(|d| index.contains(d))
+                        }
+                        CompiledList::Nets(index) => {
+                            conn.remote_ip().is_some_and(|ip| index.contains(ip))
+                        }
+                    })
+            }
+        }
+    }
+}
+
+fn slot_of(matcher: &Matcher, lists: &[NamedList]) -> Option<Slot> {
+    match matcher {
+        Matcher::Text { field, patterns }
+            if patterns.iter().all(|p| matches!(p, TextPattern::Exact(_))) =>
+        {
+            match field {
+                Field::AppSha256 => Some(Slot::AppSha256),
+                Field::AppPath => Some(Slot::AppPath),
+                Field::AppName => Some(Slot::AppName),
+                _ => None,
+            }
+        }
+        Matcher::Domain(_) => Some(Slot::Domain),
+        Matcher::Ip {
+            field: Field::DstIp,
+            ..
+        } => Some(Slot::DstIp),
+        Matcher::Port {
+            field: Field::DstPort,
+            ..
+        } => Some(Slot::DstPort),
+        // An empty list file would leave the rule in no bucket; such rules are never candidates
+        // through the list, so they are checked the slow way instead.
+        Matcher::List(ids)
+            if ids
+                .iter()
+                .all(|&i| lists.get(i).is_some_and(|l| !l.entries.is_empty())) =>
+        {
+            Some(Slot::List)
+        }
+        _ => None,
+    }
+}
+
+fn compile_list(list: &NamedList) -> CompiledList {
+    match &list.entries {
+        ListEntries::Domains(patterns) => {
+            let mut index = DomainIndex::default();
+            patterns.iter().for_each(|p| index.add(p, 0));
+            index.freeze();
+            CompiledList::Domains(Box::new(index))
+        }
+        ListEntries::Cidrs(nets) => {
+            let mut index = IpIndex::default();
+            nets.iter().for_each(|n| index.add(n, 0));
+            index.freeze();
+            CompiledList::Nets(Box::new(index))
+        }
+    }
+}
+
+fn compile_check(matcher: &Matcher) -> Check {
+    match matcher {
+        Matcher::Text { field, patterns } => {
+            let (exact, globs): (Vec<&TextPattern>, Vec<&TextPattern>) = patterns
+                .iter()
+                .partition(|p| matches!(p, TextPattern::Exact(_)));
+            Check::Text {
+                field: *field,
+                exact: exact.into_iter().map(|p| p.as_str().to_owned()).collect(),
+                globs: globs.into_iter().cloned().collect(),
+            }
+        }
+        Matcher::CmdlineContains(needles) => Check::CmdlineContains(needles.clone()),
+        Matcher::CmdlineMatches(patterns) => Check::CmdlineMatches(patterns.clone()),
+        Matcher::Uid(uids) => Check::Uid(uids.clone()),
+        Matcher::Domain(patterns) => {
+            let mut index = DomainIndex::default();
+            patterns.iter().for_each(|p| index.add(p, 0));
+            index.freeze();
+            Check::Domain(Box::new(index))
+        }
+        Matcher::Ip { field, nets } => {
+            let mut index = IpIndex::default();
+            nets.iter().for_each(|n| index.add(n, 0));
+            index.freeze();
+            Check::Ip {
+                field: *field,
+                nets: Box::new(index),
+            }
+        }
+        Matcher::Port { field, ranges } => Check::Port {
+            field: *field,
+            ranges: ranges.clone(),
+        },
+        Matcher::Protocol(p) => Check::Protocol(p.clone()),
+        Matcher::Direction(d) => Check::Direction(d.clone()),
+        Matcher::Scope(s) => Check::Scope(s.clone()),
+        Matcher::List(ids) => Check::List(ids.clone()),
+    }
+}

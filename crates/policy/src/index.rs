@@ -1,0 +1,444 @@
+//! Lookup structures that map a connection attribute to the rules that may match it.
+//!
+//! Each index maps keys to sorted lists of rule numbers ("postings"), all stored in one flat
+//! vector per index. Built once per policy, read on every decision without allocating.
+//!
+//! - [`TextIndex`]: exact strings (executable paths, process names, hashes).
+//! - [`DomainIndex`]: domain patterns, looked up by walking the name's suffixes.
+//! - [`RangeIndex`]: inclusive ranges of integers (ports, IPv4 and IPv6 addresses as integers),
+//!   looked up by binary search over the elementary intervals the ranges cut the key space into.
+//! - [`IpIndex`]: a [`RangeIndex`] for each address family.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use foldhash::fast::RandomState;
+
+use crate::pattern::{AddrRange, Cidr, DomainPattern};
+
+/// A slice of an index's flat postings vector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// Flat storage for many sorted, de-duplicated lists of rule numbers.
+#[derive(Debug, Default, Clone)]
+struct Postings {
+    items: Vec<u32>,
+}
+
+impl Postings {
+    fn push(&mut self, mut rules: Vec<u32>) -> Span {
+        rules.sort_unstable();
+        rules.dedup();
+        let start = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(rules.len()).unwrap_or(u32::MAX);
+        self.items.extend(rules);
+        Span { start, len }
+    }
+
+    fn get(&self, span: Span) -> &[u32] {
+        let start = span.start as usize;
+        self.items
+            .get(start..start + span.len as usize)
+            .unwrap_or(&[])
+    }
+
+    fn bytes(&self) -> usize {
+        self.items.capacity() * 4
+    }
+}
+
+/// Exact strings to rules.
+#[derive(Debug, Default, Clone)]
+pub struct TextIndex {
+    building: HashMap<Box<str>, Vec<u32>, RandomState>,
+    keys: HashMap<Box<str>, Span, RandomState>,
+    postings: Postings,
+}
+
+impl TextIndex {
+    /// Adds `rule` under `key`.
+    pub fn add(&mut self, key: &str, rule: u32) {
+        self.building.entry(key.into()).or_default().push(rule);
+    }
+
+    /// How many rules were added under `key` so far.
+    pub fn count(&self, key: &str) -> usize {
+        self.building.get(key).map_or(0, Vec::len)
+    }
+
+    /// Makes the index ready for lookups.
+    pub fn freeze(&mut self) {
+        for (key, rules) in std::mem::take(&mut self.building) {
+            let span = self.postings.push(rules);
+            self.keys.insert(key, span);
+        }
+        self.keys.shrink_to_fit();
+    }
+
+    /// The rules added under `key`, in order.
+    pub fn get(&self, key: &str) -> &[u32] {
+        self.keys
+            .get(key)
+            .map_or(&[], |span| self.postings.get(*span))
+    }
+
+    /// Approximate heap bytes used.
+    pub fn bytes(&self) -> usize {
+        self.keys.capacity() * (size_of::<(Box<str>, Span)>() + 1)
+            + self.keys.keys().map(|k| k.len()).sum::<usize>()
+            + self.postings.bytes()
+    }
+}
+
+/// Domain patterns to rules.
+#[derive(Debug, Default, Clone)]
+pub struct DomainIndex {
+    building: HashMap<Box<str>, [Vec<u32>; 3], RandomState>,
+    /// For each name: rules for the exact name, for the name and its subdomains, and for its
+    /// strict subdomains only.
+    keys: HashMap<Box<str>, [Span; 3], RandomState>,
+    postings: Postings,
+    /// Most labels in any indexed name: suffixes longer than this cannot match.
+    max_labels: usize,
+}
+
+const EXACT: usize = 0;
+const SUFFIX: usize = 1;
+const SUBDOMAINS: usize = 2;
+
+impl DomainIndex {
+    /// Adds `rule` under `pattern`.
+    pub fn add(&mut self, pattern: &DomainPattern, rule: u32) {
+        let slot = match pattern {
+            DomainPattern::Exact(_) => EXACT,
+            DomainPattern::Suffix(_) => SUFFIX,
+            DomainPattern::Subdomains(_) => SUBDOMAINS,
+        };
+        let name = pattern.name();
+        self.max_labels = self.max_labels.max(name.split('.').count());
+        let lists = self.building.entry(name.into()).or_default();
+        if let Some(list) = lists.get_mut(slot) {
+            list.push(rule);
+        }
+    }
+
+    /// How many rules were added under `pattern`'s name so far.
+    pub fn count(&self, pattern: &DomainPattern) -> usize {
+        self.building
+            .get(pattern.name())
+            .map_or(0, |lists| lists.iter().map(Vec::len).sum())
+    }
+
+    /// Makes the index ready for lookups.
+    pub fn freeze(&mut self) {
+        for (key, lists) in std::mem::take(&mut self.building) {
+            let spans = lists.map(|rules| self.postings.push(rules));
+            self.keys.insert(key, spans);
+        }
+        self.keys.shrink_to_fit();
+    }
+
+    /// Calls `visit` with each list of rules whose pattern matches `domain` (lower case).
+    pub fn visit(&self, domain: &str, visit: &mut impl FnMut(&[u32])) {
+        self.walk(domain, &mut |spans, whole| {
+            if whole {
+                visit(self.postings.get(spans[EXACT]));
+                visit(self.postings.get(spans[SUFFIX]));
+            } else {
+                visit(self.postings.get(spans[SUFFIX]));
+                visit(self.postings.get(spans[SUBDOMAINS]));
+            }
+        });
+    }
+
+    /// Whether any pattern in the index matches `domain`.
+    pub fn contains(&self, domain: &str) -> bool {
+        let mut found = false;
+        self.walk(domain, &mut |spans, whole| {
+            let hit = if whole {
+                [EXACT, SUFFIX]
+            } else {
+                [SUFFIX, SUBDOMAINS]
+            };
+            found |= hit.iter().any(|&i| spans.get(i).is_some_and(|s| s.len > 0));
+        });
+        found
+    }
+
+    /// Calls `step` for each suffix of `domain` (shortest first, at most `max_labels` labels)
+    /// that is a key, saying whether the suffix is the whole name.
+    fn walk(&self, domain: &str, step: &mut impl FnMut(&[Span; 3], bool)) {
+        let mut end = domain.len();
+        for _ in 0..self.max_labels {
+            let head = domain.get(..end).unwrap_or("");
+            let start = head.rfind('.').map_or(0, |dot| dot + 1);
+            if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
+                step(spans, start == 0);
+            }
+            if start == 0 {
+                break;
+            }
+            end = start - 1;
+        }
+    }
+
+    /// Approximate heap bytes used.
+    pub fn bytes(&self) -> usize {
+        self.keys.capacity() * (size_of::<(Box<str>, [Span; 3])>() + 1)
+            + self.keys.keys().map(|k| k.len()).sum::<usize>()
+            + self.postings.bytes()
+    }
+}
+
+/// An unsigned integer type usable as a [`RangeIndex`] key.
+pub trait RangeKey: Copy + Ord + Hash + std::fmt::Debug + Default {
+    /// The next value, if there is one.
+    fn successor(self) -> Option<Self>;
+}
+
+macro_rules! range_key {
+    ($($t:ty),*) => {$(
+        impl RangeKey for $t {
+            fn successor(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+        }
+    )*};
+}
+range_key!(u16, u32, u128);
+
+/// Inclusive ranges to rules.
+#[derive(Debug, Clone)]
+pub struct RangeIndex<K> {
+    building: HashMap<(K, K), Vec<u32>, RandomState>,
+    /// Start of each elementary interval; the first is always `K::default()` (zero).
+    starts: Vec<K>,
+    /// For each interval, the ranges covering it, as a span of `covering`.
+    interval_sets: Vec<Span>,
+    /// Range numbers, grouped per distinct covering set.
+    covering: Postings,
+    /// For each range number, its rules in `postings`.
+    range_rules: Vec<Span>,
+    postings: Postings,
+}
+
+impl<K> Default for RangeIndex<K> {
+    fn default() -> Self {
+        RangeIndex {
+            building: HashMap::default(),
+            starts: Vec::new(),
+            interval_sets: Vec::new(),
+            covering: Postings::default(),
+            range_rules: Vec::new(),
+            postings: Postings::default(),
+        }
+    }
+}
+
+impl<K: RangeKey> RangeIndex<K> {
+    /// Adds `rule` for every key in `first..=last`.
+    pub fn add(&mut self, first: K, last: K, rule: u32) {
+        self.building.entry((first, last)).or_default().push(rule);
+    }
+
+    /// How many rules were added for exactly this range so far.
+    pub fn count(&self, first: K, last: K) -> usize {
+        self.building.get(&(first, last)).map_or(0, Vec::len)
+    }
+
+    /// Makes the index ready for lookups.
+    pub fn freeze(&mut self) {
+        let mut ranges: Vec<((K, K), Vec<u32>)> =
+            std::mem::take(&mut self.building).into_iter().collect();
+        ranges.sort_unstable_by_key(|(range, _)| *range);
+        self.range_rules = ranges
+            .iter()
+            .map(|(_, rules)| self.postings.push(rules.clone()))
+            .collect();
+
+        // Every range start and every position just after a range end starts a new interval.
+        let mut boundaries: Vec<K> = vec![K::default()];
+        for ((first, last), _) in &ranges {
+            boundaries.push(*first);
+            boundaries.extend(last.successor());
+        }
+        boundaries.sort_unstable();
+        boundaries.dedup();
+
+        // Sweep the boundaries, keeping the ranges that cover the current interval.
+        let mut interned: HashMap<Vec<u32>, Span, RandomState> = HashMap::default();
+        let mut active: Vec<(K, u32)> = Vec::new();
+        let mut next = 0;
+        for &at in &boundaries {
+            active.retain(|(last, _)| *last >= at);
+            while let Some(((first, last), _)) = ranges.get(next) {
+                if *first > at {
+                    break;
+                }
+                active.push((*last, u32::try_from(next).unwrap_or(u32::MAX)));
+                next += 1;
+            }
+            let mut set: Vec<u32> = active.iter().map(|(_, id)| *id).collect();
+            set.sort_unstable();
+            let span = match interned.get(&set) {
+                Some(span) => *span,
+                None => {
+                    let span = self.covering.push(set.clone());
+                    interned.insert(set, span);
+                    span
+                }
+            };
+            self.starts.push(at);
+            self.interval_sets.push(span);
+        }
+    }
+
+    /// Calls `visit` with the rules of every range containing `key`.
+    pub fn visit(&self, key: K, visit: &mut impl FnMut(&[u32])) {
+        for &range in self.covering_ranges(key) {
+            if let Some(span) = self.range_rules.get(range as usize) {
+                visit(self.postings.get(*span));
+            }
+        }
+    }
+
+    /// Whether any range contains `key`.
+    pub fn contains(&self, key: K) -> bool {
+        !self.covering_ranges(key).is_empty()
+    }
+
+    fn covering_ranges(&self, key: K) -> &[u32] {
+        let interval = self.starts.partition_point(|start| *start <= key);
+        match interval
+            .checked_sub(1)
+            .and_then(|i| self.interval_sets.get(i))
+        {
+            Some(span) => self.covering.get(*span),
+            None => &[],
+        }
+    }
+
+    /// Approximate heap bytes used.
+    pub fn bytes(&self) -> usize {
+        self.starts.capacity() * size_of::<K>()
+            + self.interval_sets.capacity() * size_of::<Span>()
+            + self.range_rules.capacity() * size_of::<Span>()
+            + self.covering.bytes()
+            + self.postings.bytes()
+    }
+}
+
+/// Address blocks to rules, one [`RangeIndex`] per address family.
+#[derive(Debug, Default, Clone)]
+pub struct IpIndex {
+    v4: RangeIndex<u32>,
+    v6: RangeIndex<u128>,
+}
+
+impl IpIndex {
+    /// Adds `rule` for every address in `net`.
+    pub fn add(&mut self, net: &Cidr, rule: u32) {
+        match net.range() {
+            AddrRange::V4(first, last) => self.v4.add(first, last, rule),
+            AddrRange::V6(first, last) => self.v6.add(first, last, rule),
+        }
+    }
+
+    /// How many rules were added for exactly `net` so far.
+    pub fn count(&self, net: &Cidr) -> usize {
+        match net.range() {
+            AddrRange::V4(first, last) => self.v4.count(first, last),
+            AddrRange::V6(first, last) => self.v6.count(first, last),
+        }
+    }
+
+    /// Makes the index ready for lookups.
+    pub fn freeze(&mut self) {
+        self.v4.freeze();
+        self.v6.freeze();
+    }
+
+    /// Calls `visit` with the rules of every block containing `ip`.
+    pub fn visit(&self, ip: IpAddr, visit: &mut impl FnMut(&[u32])) {
+        match ip {
+            IpAddr::V4(v4) => self.v4.visit(u32::from(v4), visit),
+            IpAddr::V6(v6) => self.v6.visit(u128::from(v6), visit),
+        }
+    }
+
+    /// Whether any block contains `ip`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.v4.contains(u32::from(v4)),
+            IpAddr::V6(v6) => self.v6.contains(u128::from(v6)),
+        }
+    }
+
+    /// Approximate heap bytes used.
+    pub fn bytes(&self) -> usize {
+        self.v4.bytes() + self.v6.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(visit: impl FnOnce(&mut dyn FnMut(&[u32]))) -> Vec<u32> {
+        let mut out = Vec::new();
+        visit(&mut |rules: &[u32]| out.extend_from_slice(rules));
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn domain_index_walks_suffixes() {
+        let mut index = DomainIndex::default();
+        index.add(&DomainPattern::parse("example.com").unwrap(), 0);
+        index.add(&DomainPattern::parse("*.example.com").unwrap(), 1);
+        index.add(&DomainPattern::parse(".example.com").unwrap(), 2);
+        index.add(&DomainPattern::parse(".com").unwrap(), 3);
+        index.freeze();
+        let hits = |d: &str| collect(|v| index.visit(d, &mut |r| v(r)));
+        assert_eq!(hits("example.com"), vec![0, 2, 3]);
+        assert_eq!(hits("a.b.example.com"), vec![1, 2, 3]);
+        assert_eq!(hits("example.org"), Vec::<u32>::new());
+        assert!(index.contains("x.com"));
+        assert!(!index.contains("x.net"));
+    }
+
+    #[test]
+    fn range_index_handles_nesting_and_overlap() {
+        let mut index = RangeIndex::<u16>::default();
+        index.add(0, u16::MAX, 0);
+        index.add(80, 80, 1);
+        index.add(8000, 8100, 2);
+        index.add(8050, 9000, 3);
+        index.freeze();
+        let hits = |k: u16| collect(|v| index.visit(k, &mut |r| v(r)));
+        assert_eq!(hits(79), vec![0]);
+        assert_eq!(hits(80), vec![0, 1]);
+        assert_eq!(hits(8075), vec![0, 2, 3]);
+        assert_eq!(hits(8101), vec![0, 3]);
+        assert_eq!(hits(u16::MAX), vec![0]);
+        let empty = RangeIndex::<u32>::default();
+        assert!(!empty.contains(5));
+    }
+
+    #[test]
+    fn ip_index_separates_families() {
+        let mut index = IpIndex::default();
+        index.add(&Cidr::parse("10.0.0.0/8").unwrap(), 0);
+        index.add(&Cidr::parse("::/0").unwrap(), 1);
+        index.freeze();
+        let hits = |ip: &str| collect(|v| index.visit(ip.parse().unwrap(), &mut |r| v(r)));
+        assert_eq!(hits("10.9.9.9"), vec![0]);
+        assert_eq!(hits("11.0.0.0"), Vec::<u32>::new());
+        assert_eq!(hits("2001:db8::1"), vec![1]);
+    }
+}

@@ -125,10 +125,10 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             })
         }
         PolicyCommand::Fmt { file, write, check } => {
-            let text = read(&file)?;
             let Some(loaded) = load(&file) else {
                 return Ok(ExitCode::from(2));
             };
+            let text = read(&file)?;
             let format = Format::from_file_name(&file.to_string_lossy());
             let canonical = emit::to_text(&loaded.policy, format);
             if format == Format::Yaml && text.contains('#') && canonical != text {

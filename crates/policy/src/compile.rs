@@ -43,9 +43,10 @@ pub struct CompiledPolicy {
 struct CompiledRule {
     action: Action,
     /// Conditions left to check once the rule is a candidate (its indexed matcher already held).
-    checks: Vec<Check>,
-    when: Option<Condition>,
-    schedule: Option<Schedule>,
+    checks: Box<[Check]>,
+    /// Rare, so kept out of line: the rule stays small and the rule table dense.
+    when: Option<Box<Condition>>,
+    schedule: Option<Box<Schedule>>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,10 +57,16 @@ enum CompiledList {
 
 #[derive(Debug, Clone)]
 enum Check {
+    /// `app_path`, `app_name`, `app_sha256`: exact values compared by id.
+    Interned {
+        field: Field,
+        ids: Box<[u32]>,
+        globs: Box<[TextPattern]>,
+    },
     Text {
         field: Field,
-        exact: Vec<String>,
-        globs: Vec<TextPattern>,
+        exact: Box<[String]>,
+        globs: Box<[TextPattern]>,
     },
     CmdlineContains(Vec<String>),
     CmdlineMatches(Vec<Pattern>),
@@ -118,18 +125,19 @@ impl CompiledPolicy {
             if rule.enabled && filed.is_none() {
                 compiled.unindexed.push(number);
             }
-            let checks = rule
+            let mut checks: Vec<Check> = rule
                 .matchers
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != filed)
-                .map(|(_, m)| compile_check(m))
+                .map(|(_, m)| compiled.compile_check(m))
                 .collect();
+            checks.sort_by_key(Check::cost);
             compiled.rules.push(CompiledRule {
                 action: rule.action,
-                checks,
-                when: rule.when.clone(),
-                schedule: rule.schedule.clone(),
+                checks: checks.into_boxed_slice(),
+                when: rule.when.clone().map(Box::new),
+                schedule: rule.schedule.clone().map(Box::new),
             });
         }
         compiled.app_path.freeze();
@@ -144,6 +152,27 @@ impl CompiledPolicy {
 
     /// Decides a connection (normalised, see [`Connection::normalize`]) at the instant `now`.
     pub fn decide(&self, conn: &Connection, now: Timestamp) -> Decision {
+        let path = conn
+            .app_path
+            .as_deref()
+            .and_then(|p| self.app_path.lookup(p));
+        let name = conn
+            .app_name
+            .as_deref()
+            .and_then(|n| self.app_name.lookup(n));
+        let hash = conn
+            .app_sha256
+            .as_deref()
+            .and_then(|h| self.app_sha256.lookup(h));
+        let id = |found: Option<(u32, &[u32])>| found.map_or(NO_ID, |(id, _)| id);
+        let facts = Facts {
+            conn,
+            now,
+            app_path: id(path),
+            app_name: id(name),
+            app_sha256: id(hash),
+        };
+
         let mut best = u32::MAX;
         let mut visit = |candidates: &[u32]| {
             for &number in candidates {
@@ -153,21 +182,15 @@ impl CompiledPolicy {
                 if self
                     .rules
                     .get(number as usize)
-                    .is_some_and(|rule| self.holds(rule, conn, now))
+                    .is_some_and(|rule| self.holds(rule, &facts))
                 {
                     best = number;
                     break;
                 }
             }
         };
-        if let Some(path) = &conn.app_path {
-            visit(self.app_path.get(path));
-        }
-        if let Some(name) = &conn.app_name {
-            visit(self.app_name.get(name));
-        }
-        if let Some(hash) = &conn.app_sha256 {
-            visit(self.app_sha256.get(hash));
+        for (_, rules) in [path, name, hash].into_iter().flatten() {
+            visit(rules);
         }
         if let Some(domain) = &conn.domain {
             self.domain.visit(domain, &mut visit);
@@ -258,6 +281,59 @@ impl CompiledPolicy {
         Some(position)
     }
 
+    /// The check for a matcher that did not file the rule. Exact values of indexed text fields
+    /// are interned so the check compares ids.
+    fn compile_check(&mut self, matcher: &Matcher) -> Check {
+        match matcher {
+            Matcher::Text { field, patterns } => {
+                let (exact, globs): (Vec<&TextPattern>, Vec<&TextPattern>) = patterns
+                    .iter()
+                    .partition(|p| matches!(p, TextPattern::Exact(_)));
+                let globs: Box<[TextPattern]> = globs.into_iter().cloned().collect();
+                if let Some(slot) = text_slot(*field) {
+                    let index = self.text_index(slot);
+                    let ids = exact.iter().map(|p| index.intern(p.as_str())).collect();
+                    return Check::Interned {
+                        field: *field,
+                        ids,
+                        globs,
+                    };
+                }
+                Check::Text {
+                    field: *field,
+                    exact: exact.into_iter().map(|p| p.as_str().to_owned()).collect(),
+                    globs,
+                }
+            }
+            Matcher::CmdlineContains(needles) => Check::CmdlineContains(needles.clone()),
+            Matcher::CmdlineMatches(patterns) => Check::CmdlineMatches(patterns.clone()),
+            Matcher::Uid(uids) => Check::Uid(uids.clone()),
+            Matcher::Domain(patterns) => {
+                let mut index = DomainIndex::default();
+                patterns.iter().for_each(|p| index.add(p, 0));
+                index.freeze();
+                Check::Domain(Box::new(index))
+            }
+            Matcher::Ip { field, nets } => {
+                let mut index = IpIndex::default();
+                nets.iter().for_each(|n| index.add(n, 0));
+                index.freeze();
+                Check::Ip {
+                    field: *field,
+                    nets: Box::new(index),
+                }
+            }
+            Matcher::Port { field, ranges } => Check::Port {
+                field: *field,
+                ranges: ranges.clone(),
+            },
+            Matcher::Protocol(p) => Check::Protocol(p.clone()),
+            Matcher::Direction(d) => Check::Direction(d.clone()),
+            Matcher::Scope(s) => Check::Scope(s.clone()),
+            Matcher::List(ids) => Check::List(ids.clone()),
+        }
+    }
+
     fn text_index(&mut self, slot: Slot) -> &mut TextIndex {
         match slot {
             Slot::AppSha256 => &mut self.app_sha256,
@@ -310,14 +386,28 @@ impl CompiledPolicy {
         }
     }
 
-    fn holds(&self, rule: &CompiledRule, conn: &Connection, now: Timestamp) -> bool {
-        rule.checks.iter().all(|check| self.check(check, conn))
-            && rule.when.as_ref().is_none_or(|c| c.holds(conn))
-            && rule.schedule.as_ref().is_none_or(|s| s.is_active(now))
+    fn holds(&self, rule: &CompiledRule, facts: &Facts<'_>) -> bool {
+        rule.checks.iter().all(|check| self.check(check, facts))
+            && rule.when.as_ref().is_none_or(|c| c.holds(facts.conn))
+            && rule
+                .schedule
+                .as_ref()
+                .is_none_or(|s| s.is_active(facts.now))
     }
 
-    fn check(&self, check: &Check, conn: &Connection) -> bool {
+    fn check(&self, check: &Check, facts: &Facts<'_>) -> bool {
+        let conn = facts.conn;
         match check {
+            Check::Interned { field, ids, globs } => {
+                let id = match field {
+                    Field::AppSha256 => facts.app_sha256,
+                    Field::AppName => facts.app_name,
+                    _ => facts.app_path,
+                };
+                (id != NO_ID && ids.contains(&id))
+                    || (!globs.is_empty()
+                        && matches!(field.get(conn), Some(FieldValue::Text(v)) if globs.iter().any(|g| g.matches(v))))
+            }
             Check::Text {
                 field,
                 exact,
@@ -375,6 +465,45 @@ impl CompiledPolicy {
     }
 }
 
+/// Id of a value no rule names.
+const NO_ID: u32 = u32::MAX;
+
+/// What a decision knows about the connection once the indexes have been consulted.
+struct Facts<'c> {
+    conn: &'c Connection,
+    now: Timestamp,
+    app_path: u32,
+    app_name: u32,
+    app_sha256: u32,
+}
+
+impl Check {
+    /// Rough relative cost, so a rule's cheap checks run (and fail) first.
+    fn cost(&self) -> u8 {
+        match self {
+            Check::Protocol(_)
+            | Check::Direction(_)
+            | Check::Port { .. }
+            | Check::Uid(_)
+            | Check::Interned { .. } => 0,
+            Check::Scope(_) | Check::Ip { .. } => 1,
+            Check::Domain(_) | Check::List(_) | Check::Text { .. } => 2,
+            Check::CmdlineContains(_) => 3,
+            Check::CmdlineMatches(_) => 4,
+        }
+    }
+}
+
+/// The index slot for an indexed text field.
+fn text_slot(field: Field) -> Option<Slot> {
+    match field {
+        Field::AppSha256 => Some(Slot::AppSha256),
+        Field::AppPath => Some(Slot::AppPath),
+        Field::AppName => Some(Slot::AppName),
+        _ => None,
+    }
+}
+
 fn slot_of(matcher: &Matcher, lists: &[NamedList]) -> Option<Slot> {
     match matcher {
         Matcher::Text { field, patterns }
@@ -423,46 +552,5 @@ fn compile_list(list: &NamedList) -> CompiledList {
             index.freeze();
             CompiledList::Nets(Box::new(index))
         }
-    }
-}
-
-fn compile_check(matcher: &Matcher) -> Check {
-    match matcher {
-        Matcher::Text { field, patterns } => {
-            let (exact, globs): (Vec<&TextPattern>, Vec<&TextPattern>) = patterns
-                .iter()
-                .partition(|p| matches!(p, TextPattern::Exact(_)));
-            Check::Text {
-                field: *field,
-                exact: exact.into_iter().map(|p| p.as_str().to_owned()).collect(),
-                globs: globs.into_iter().cloned().collect(),
-            }
-        }
-        Matcher::CmdlineContains(needles) => Check::CmdlineContains(needles.clone()),
-        Matcher::CmdlineMatches(patterns) => Check::CmdlineMatches(patterns.clone()),
-        Matcher::Uid(uids) => Check::Uid(uids.clone()),
-        Matcher::Domain(patterns) => {
-            let mut index = DomainIndex::default();
-            patterns.iter().for_each(|p| index.add(p, 0));
-            index.freeze();
-            Check::Domain(Box::new(index))
-        }
-        Matcher::Ip { field, nets } => {
-            let mut index = IpIndex::default();
-            nets.iter().for_each(|n| index.add(n, 0));
-            index.freeze();
-            Check::Ip {
-                field: *field,
-                nets: Box::new(index),
-            }
-        }
-        Matcher::Port { field, ranges } => Check::Port {
-            field: *field,
-            ranges: ranges.clone(),
-        },
-        Matcher::Protocol(p) => Check::Protocol(p.clone()),
-        Matcher::Direction(d) => Check::Direction(d.clone()),
-        Matcher::Scope(s) => Check::Scope(s.clone()),
-        Matcher::List(ids) => Check::List(ids.clone()),
     }
 }

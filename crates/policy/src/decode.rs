@@ -3,6 +3,7 @@
 //! Decoding never stops at the first problem: each field is checked and every error is reported,
 //! so a person can fix a document in one pass. A document with any error yields no policy.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -457,18 +458,20 @@ impl<'a> Decoder<'a> {
             return Vec::new();
         };
         let mut rules: Vec<Rule> = Vec::new();
+        let mut first_line: HashMap<String, u32> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("rules[{i}]");
             let Some(rule) = self.rule(item, &path, lists) else {
                 continue;
             };
-            if let Some(first) = rules.iter().find(|r| r.id == rule.id) {
+            if let Some(line) = first_line.get(&rule.id) {
                 let message = format!(
-                    "duplicate rule id {} (first used at line {})",
-                    quote(&rule.id),
-                    first.pos.line
+                    "duplicate rule id {} (first used at line {line})",
+                    quote(&rule.id)
                 );
                 self.error(item.pos, &join(&path, "id"), message);
+            } else {
+                first_line.insert(rule.id.clone(), rule.pos.line);
             }
             rules.push(rule);
         }
@@ -552,7 +555,7 @@ impl<'a> Decoder<'a> {
         let field = Field::from_name(key);
         Some(match key {
             "cmdline_contains" => {
-                Matcher::CmdlineContains(self.one_or_many(node, path, Self::string)?)
+                Matcher::CmdlineContains(self.one_or_many(node, path, Self::non_empty_string)?)
             }
             "cmdline_matches" => {
                 Matcher::CmdlineMatches(self.one_or_many(node, path, Self::regex)?)
@@ -636,12 +639,17 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn text_pattern(&mut self, node: &Node, path: &str) -> Option<TextPattern> {
+    fn non_empty_string(&mut self, node: &Node, path: &str) -> Option<String> {
         let text = self.string(node, path)?;
         if text.is_empty() {
             self.error(node.pos, path, "empty string");
             return None;
         }
+        Some(text)
+    }
+
+    fn text_pattern(&mut self, node: &Node, path: &str) -> Option<TextPattern> {
+        let text = self.non_empty_string(node, path)?;
         TextPattern::parse(&text)
             .map_err(|e| self.error(node.pos, path, e))
             .ok()
@@ -772,6 +780,14 @@ impl<'a> Decoder<'a> {
                         self.expected(child, &sub, "a list of conditions");
                         return None;
                     };
+                    if items.is_empty() {
+                        self.error(
+                            child.pos,
+                            &sub,
+                            "an empty list of conditions; remove it instead",
+                        );
+                        return None;
+                    }
                     let children: Vec<Option<Condition>> = items
                         .iter()
                         .enumerate()
@@ -852,6 +868,17 @@ impl<'a> Decoder<'a> {
                     );
                     return None;
                 };
+                if items.is_empty() {
+                    self.error(
+                        value_node.pos,
+                        &vpath,
+                        format!(
+                            "an empty list makes {} constant; remove the condition",
+                            op.as_str()
+                        ),
+                    );
+                    return None;
+                }
                 let scalars: Vec<Option<Scalar>> = items
                     .iter()
                     .enumerate()
@@ -896,10 +923,11 @@ impl<'a> Decoder<'a> {
             }
             Kind::Text => {
                 let text = self.string(node, path)?;
-                Some(Scalar::Text(if field == Field::Domain {
-                    text.to_ascii_lowercase()
-                } else {
-                    text
+                // Compared with normalised connections: see `Connection::normalize`.
+                Some(Scalar::Text(match field {
+                    Field::Domain => text.trim_end_matches('.').to_ascii_lowercase(),
+                    Field::AppSha256 => text.to_ascii_lowercase(),
+                    _ => text,
                 }))
             }
         }

@@ -52,45 +52,68 @@ impl Postings {
     }
 }
 
-/// Exact strings to rules.
+/// Exact strings to rules. Every string also gets a small number (its id), so that rules can
+/// compare a connection's value by id instead of by text once it has been looked up.
 #[derive(Debug, Default, Clone)]
 pub struct TextIndex {
-    building: HashMap<Box<str>, Vec<u32>, RandomState>,
-    keys: HashMap<Box<str>, Span, RandomState>,
+    ids: HashMap<Box<str>, u32, RandomState>,
+    building: Vec<Vec<u32>>,
+    spans: Vec<Span>,
     postings: Postings,
 }
 
 impl TextIndex {
+    /// The id of `key`, assigning the next one if it is new.
+    pub fn intern(&mut self, key: &str) -> u32 {
+        if let Some(id) = self.ids.get(key) {
+            return *id;
+        }
+        let id = u32::try_from(self.building.len()).unwrap_or(u32::MAX);
+        self.ids.insert(key.into(), id);
+        self.building.push(Vec::new());
+        id
+    }
+
     /// Adds `rule` under `key`.
     pub fn add(&mut self, key: &str, rule: u32) {
-        self.building.entry(key.into()).or_default().push(rule);
+        let id = self.intern(key);
+        if let Some(rules) = self.building.get_mut(id as usize) {
+            rules.push(rule);
+        }
     }
 
     /// How many rules were added under `key` so far.
     pub fn count(&self, key: &str) -> usize {
-        self.building.get(key).map_or(0, Vec::len)
+        self.ids
+            .get(key)
+            .and_then(|id| self.building.get(*id as usize))
+            .map_or(0, Vec::len)
     }
 
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
-        for (key, rules) in std::mem::take(&mut self.building) {
-            let span = self.postings.push(rules);
-            self.keys.insert(key, span);
-        }
-        self.keys.shrink_to_fit();
+        self.spans = std::mem::take(&mut self.building)
+            .into_iter()
+            .map(|rules| self.postings.push(rules))
+            .collect();
+        self.ids.shrink_to_fit();
     }
 
-    /// The rules added under `key`, in order.
-    pub fn get(&self, key: &str) -> &[u32] {
-        self.keys
-            .get(key)
-            .map_or(&[], |span| self.postings.get(*span))
+    /// The id of `key` and the rules added under it, in order.
+    pub fn lookup(&self, key: &str) -> Option<(u32, &[u32])> {
+        if self.ids.is_empty() {
+            return None;
+        }
+        let id = *self.ids.get(key)?;
+        let span = self.spans.get(id as usize).copied().unwrap_or_default();
+        Some((id, self.postings.get(span)))
     }
 
     /// Approximate heap bytes used.
     pub fn bytes(&self) -> usize {
-        self.keys.capacity() * (size_of::<(Box<str>, Span)>() + 1)
-            + self.keys.keys().map(|k| k.len()).sum::<usize>()
+        self.ids.capacity() * (size_of::<(Box<str>, u32)>() + 1)
+            + self.ids.keys().map(|k| k.len()).sum::<usize>()
+            + self.spans.capacity() * size_of::<Span>()
             + self.postings.bytes()
     }
 }
@@ -173,17 +196,24 @@ impl DomainIndex {
     /// Calls `step` for each suffix of `domain` (shortest first, at most `max_labels` labels)
     /// that is a key, saying whether the suffix is the whole name.
     fn walk(&self, domain: &str, step: &mut impl FnMut(&[Span; 3], bool)) {
-        let mut end = domain.len();
-        for _ in 0..self.max_labels {
-            let head = domain.get(..end).unwrap_or("");
-            let start = head.rfind('.').map_or(0, |dot| dot + 1);
+        if self.keys.is_empty() {
+            return;
+        }
+        let bytes = domain.as_bytes();
+        let mut labels = 0;
+        let mut start = bytes.len();
+        while labels < self.max_labels && start > 0 {
+            // Move `start` to the beginning of the next label to the left.
+            start -= 1;
+            while start > 0 && bytes.get(start - 1) != Some(&b'.') {
+                start -= 1;
+            }
+            labels += 1;
             if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
                 step(spans, start == 0);
             }
-            if start == 0 {
-                break;
-            }
-            end = start - 1;
+            // Step over the dot.
+            start = start.saturating_sub(1);
         }
     }
 
@@ -313,11 +343,22 @@ impl<K: RangeKey> RangeIndex<K> {
     }
 
     fn covering_ranges(&self, key: K) -> &[u32] {
-        let interval = self.starts.partition_point(|start| *start <= key);
-        match interval
-            .checked_sub(1)
-            .and_then(|i| self.interval_sets.get(i))
-        {
+        // Binary search for the last interval starting at or before `key`, written without
+        // data-dependent branches (the first interval starts at zero, so there always is one).
+        let mut base = 0;
+        let mut len = self.starts.len();
+        while len > 1 {
+            let half = len / 2;
+            if self
+                .starts
+                .get(base + half)
+                .is_some_and(|start| *start <= key)
+            {
+                base += half;
+            }
+            len -= half;
+        }
+        match self.interval_sets.get(base) {
             Some(span) => self.covering.get(*span),
             None => &[],
         }

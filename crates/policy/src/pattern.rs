@@ -258,6 +258,13 @@ impl Cidr {
         self.prefix >= other.prefix && other.contains(self.addr)
     }
 
+    /// This block and every larger block that contains it, largest last.
+    pub fn supernets(&self) -> impl Iterator<Item = Cidr> + '_ {
+        (0..=self.prefix)
+            .rev()
+            .map(|prefix| Cidr::from_parts(self.addr, prefix))
+    }
+
     /// The first and last address of the block.
     pub fn range(&self) -> AddrRange {
         match self.addr {
@@ -418,6 +425,15 @@ mod tests {
         assert_eq!(Cidr::parse("::ffff:10.0.0.0/104").unwrap(), net);
         assert!(Cidr::parse("10.1.0.0/16").unwrap().is_within(&net));
         assert_eq!(Cidr::parse("1.2.3.4").unwrap().to_string(), "1.2.3.4");
+        let supernets: Vec<String> = Cidr::parse("10.1.0.0/16")
+            .unwrap()
+            .supernets()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(supernets.len(), 17);
+        assert_eq!(supernets[0], "10.1.0.0/16");
+        assert_eq!(supernets[8], "10.0.0.0/8");
+        assert_eq!(supernets[16], "0.0.0.0/0");
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn parse(text: &str, format: Format) -> Result<Node, SyntaxError> {
                 line: clamp(e.marker().line()),
                 col: clamp(e.marker().col() + 1),
             },
-            message: e.info().to_owned(),
+            message: explain_yaml_error(e.info()),
         })?;
         builder.event(event, span)?;
     }
@@ -131,6 +131,15 @@ pub fn parse(text: &str, format: Format) -> Result<Node, SyntaxError> {
         pos: Pos { line: 1, col: 1 },
         message: "the document is empty".into(),
     })
+}
+
+/// The parser's message, with a hint for the mistake policy authors make most.
+fn explain_yaml_error(info: &str) -> String {
+    if info.contains("anchor") {
+        format!("{info}; a value starting with `*` must be quoted, e.g. \"*.example.com\"")
+    } else {
+        info.to_owned()
+    }
 }
 
 /// Quotes a string the way error messages and JSON do.
@@ -428,6 +437,8 @@ mod tests {
     #[test]
     fn aliases_and_tags_are_refused() {
         assert!(parse("a: &x 1\nb: *x\n", Format::Yaml).is_err());
+        let err = parse("domain: *.example.com\n", Format::Yaml).unwrap_err();
+        assert!(err.message.contains("must be quoted"), "{}", err.message);
         assert!(parse("a: !!str 1\n", Format::Yaml).is_err());
     }
 

@@ -72,13 +72,19 @@ pub struct Connection {
 
 impl Connection {
     /// Brings the fields into the form the policy engine compares against: the domain in lower
-    /// case without a trailing dot, and `app_name` taken from the last component of `app_path`
-    /// when it was not given.
+    /// case without a trailing dot, the executable hash in lower case, IPv4-mapped IPv6
+    /// addresses as IPv4, and `app_name` taken from the last component of `app_path` when it
+    /// was not given.
     pub fn normalize(mut self) -> Self {
         if let Some(domain) = self.domain.take() {
             let trimmed = domain.trim_end_matches('.').to_ascii_lowercase();
             self.domain = (!trimmed.is_empty()).then_some(trimmed);
         }
+        if let Some(hash) = &mut self.app_sha256 {
+            hash.make_ascii_lowercase();
+        }
+        self.src_ip = self.src_ip.map(|ip| ip.to_canonical());
+        self.dst_ip = self.dst_ip.map(|ip| ip.to_canonical());
         if self.app_name.is_none() {
             self.app_name = self
                 .app_path
@@ -255,9 +261,13 @@ mod tests {
         let conn = Connection {
             app_path: Some("/usr/bin/curl".into()),
             domain: Some("Example.COM.".into()),
+            app_sha256: Some("ABCDEF".into()),
+            dst_ip: Some("::ffff:10.0.0.1".parse().unwrap()),
             ..Connection::default()
         }
         .normalize();
+        assert_eq!(conn.app_sha256.as_deref(), Some("abcdef"));
+        assert_eq!(conn.dst_ip, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(conn.domain.as_deref(), Some("example.com"));
         assert_eq!(conn.app_name.as_deref(), Some("curl"));
     }

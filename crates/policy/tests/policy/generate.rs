@@ -139,7 +139,7 @@ fn test_condition() -> impl Strategy<Value = Value> {
             .prop_map(|(op, p)| json!({"field": "dst_port", "operator": op, "value": p})),
         (
             select(&["in", "not_in"][..]),
-            prop::collection::vec(select(PORTS), 0..3)
+            prop::collection::vec(select(PORTS), 1..3)
         )
             .prop_map(|(op, p)| json!({"field": "dst_port", "operator": op, "value": p})),
         (
@@ -161,8 +161,8 @@ fn test_condition() -> impl Strategy<Value = Value> {
 fn condition() -> impl Strategy<Value = Value> {
     test_condition().prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(|c| json!({"all": c})),
-            prop::collection::vec(inner.clone(), 0..3).prop_map(|c| json!({"any": c})),
+            prop::collection::vec(inner.clone(), 1..3).prop_map(|c| json!({"all": c})),
+            prop::collection::vec(inner.clone(), 1..3).prop_map(|c| json!({"any": c})),
             inner.prop_map(|c| json!({"not": c})),
         ]
     })

@@ -1,0 +1,11 @@
+//! The `palisade` binary as a user runs it: exit codes, messages and output formats.
+
+// Test code may panic: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod policy;

@@ -16,7 +16,7 @@ use crate::condition::Condition;
 use crate::field::{Field, FieldValue};
 use crate::index::{DomainIndex, IpIndex, RangeIndex, TextIndex};
 use crate::model::{ListEntries, Matcher, NamedList, Policy, Rule};
-use crate::pattern::{Pattern, PortRange, TextPattern};
+use crate::pattern::{Cidr, DomainPattern, Pattern, PortRange, TextPattern};
 use crate::schedule::Schedule;
 
 /// A policy ready to decide connections.
@@ -71,7 +71,14 @@ enum Check {
     CmdlineContains(Vec<String>),
     CmdlineMatches(Vec<Pattern>),
     Uid(Vec<u32>),
+    /// Up to [`SMALL_SET`] domain patterns, compared one by one.
+    FewDomains(Box<[DomainPattern]>),
     Domain(Box<DomainIndex>),
+    /// Up to [`SMALL_SET`] address blocks, compared one by one.
+    FewNets {
+        field: Field,
+        nets: Box<[Cidr]>,
+    },
     Ip {
         field: Field,
         nets: Box<IpIndex>,
@@ -308,6 +315,13 @@ impl CompiledPolicy {
             Matcher::CmdlineContains(needles) => Check::CmdlineContains(needles.clone()),
             Matcher::CmdlineMatches(patterns) => Check::CmdlineMatches(patterns.clone()),
             Matcher::Uid(uids) => Check::Uid(uids.clone()),
+            Matcher::Domain(patterns) if patterns.len() <= SMALL_SET => {
+                Check::FewDomains(patterns.clone().into_boxed_slice())
+            }
+            Matcher::Ip { field, nets } if nets.len() <= SMALL_SET => Check::FewNets {
+                field: *field,
+                nets: nets.clone().into_boxed_slice(),
+            },
             Matcher::Domain(patterns) => {
                 let mut index = DomainIndex::default();
                 patterns.iter().for_each(|p| index.add(p, 0));
@@ -427,7 +441,19 @@ impl CompiledPolicy {
                 .as_deref()
                 .is_some_and(|c| patterns.iter().any(|p| p.is_match(c))),
             Check::Uid(uids) => conn.uid.is_some_and(|u| uids.contains(&u)),
+            Check::FewDomains(patterns) => conn
+                .domain
+                .as_deref()
+                .is_some_and(|d| patterns.iter().any(|p| p.matches(d))),
             Check::Domain(index) => conn.domain.as_deref().is_some_and(|d| index.contains(d)),
+            Check::FewNets { field, nets } => {
+                let ip = if *field == Field::SrcIp {
+                    conn.src_ip
+                } else {
+                    conn.dst_ip
+                };
+                ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
+            }
             Check::Ip { field, nets } => {
                 let ip = if *field == Field::SrcIp {
                     conn.src_ip
@@ -465,6 +491,9 @@ impl CompiledPolicy {
     }
 }
 
+/// Largest set of domains or blocks a check compares one by one rather than through an index.
+const SMALL_SET: usize = 8;
+
 /// Id of a value no rule names.
 const NO_ID: u32 = u32::MAX;
 
@@ -486,8 +515,8 @@ impl Check {
             | Check::Port { .. }
             | Check::Uid(_)
             | Check::Interned { .. } => 0,
-            Check::Scope(_) | Check::Ip { .. } => 1,
-            Check::Domain(_) | Check::List(_) | Check::Text { .. } => 2,
+            Check::Scope(_) | Check::Ip { .. } | Check::FewNets { .. } => 1,
+            Check::Domain(_) | Check::FewDomains(_) | Check::List(_) | Check::Text { .. } => 2,
             Check::CmdlineContains(_) => 3,
             Check::CmdlineMatches(_) => 4,
         }

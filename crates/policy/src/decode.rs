@@ -3,7 +3,7 @@
 //! Decoding never stops at the first problem: each field is checked and every error is reported,
 //! so a person can fix a document in one pass. A document with any error yields no policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -71,22 +71,14 @@ const CONDITION_KEYS: &[&str] = &["field", "operator", "value"];
 
 /// Decodes a policy document tree.
 pub fn policy(file: &str, root: &Node, files: ListFiles<'_>) -> Result<Policy, Invalid> {
-    let mut d = Decoder {
-        file,
-        errors: Vec::new(),
-        files,
-    };
+    let mut d = Decoder::new(file, files);
     let policy = d.policy(root);
     d.finish(policy)
 }
 
 /// Decodes one connection written as a mapping of field names to values, normalised.
 pub fn connection(file: &str, root: &Node) -> Result<Connection, Invalid> {
-    let mut d = Decoder {
-        file,
-        errors: Vec::new(),
-        files: &|_| Err("no files".into()),
-    };
+    let mut d = Decoder::new(file, &|_| Err("no files".into()));
     let conn = d.connection(root, "conn");
     d.finish(conn).map(Connection::normalize)
 }
@@ -95,6 +87,10 @@ struct Decoder<'a> {
     file: &'a str,
     errors: Vec<Diagnostic>,
     files: ListFiles<'a>,
+    /// Names of every list and id of every rule written in the document, valid or not, so that
+    /// a reference to one with errors of its own is not reported as unknown as well.
+    declared_lists: Vec<String>,
+    declared_rules: HashSet<String>,
 }
 
 /// The entries of a mapping whose keys have been checked against the allowed set.
@@ -112,6 +108,16 @@ impl<'n> Fields<'n> {
 }
 
 impl<'a> Decoder<'a> {
+    fn new(file: &'a str, files: ListFiles<'a>) -> Decoder<'a> {
+        Decoder {
+            file,
+            errors: Vec::new(),
+            files,
+            declared_lists: Vec::new(),
+            declared_rules: HashSet::new(),
+        }
+    }
+
     fn finish<T>(mut self, value: Option<T>) -> Result<T, Invalid> {
         match value {
             Some(value) if self.errors.is_empty() => Ok(value),
@@ -305,6 +311,20 @@ impl<'a> Decoder<'a> {
             ),
             None => Some(Mode::Enforce),
         };
+        if let Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) = fields.get("lists")
+        {
+            self.declared_lists = entries.iter().map(|(k, _)| k.name.clone()).collect();
+        }
+        if let Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) = fields.get("rules")
+        {
+            self.declared_rules = items.iter().filter_map(declared_id).collect();
+        }
         let lists = match fields.get("lists") {
             Some(n) => self.lists(n),
             None => Vec::new(),
@@ -314,7 +334,7 @@ impl<'a> Decoder<'a> {
             None => Vec::new(),
         };
         let tests = match fields.get("tests") {
-            Some(n) => self.tests(n, &rules),
+            Some(n) => self.tests(n),
             None => Vec::new(),
         };
         Some(Policy {
@@ -621,7 +641,7 @@ impl<'a> Decoder<'a> {
             "list" => Matcher::List(self.one_or_many(node, path, |d, n, p| {
                 let name = d.string(n, p)?;
                 let found = lists.iter().position(|l| l.name == name);
-                if found.is_none() {
+                if found.is_none() && !d.declared_lists.contains(&name) {
                     let known: Vec<&str> = lists.iter().map(|l| l.name.as_str()).collect();
                     let hint = if known.is_empty() {
                         "the policy defines no lists".to_owned()
@@ -933,7 +953,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn tests(&mut self, node: &Node, rules: &[Rule]) -> Vec<TestCase> {
+    fn tests(&mut self, node: &Node) -> Vec<TestCase> {
         let Value::Seq(items) = &node.value else {
             self.expected(node, "tests", "a list of test cases");
             return Vec::new();
@@ -941,11 +961,11 @@ impl<'a> Decoder<'a> {
         items
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| self.test_case(n, &format!("tests[{i}]"), rules))
+            .filter_map(|(i, n)| self.test_case(n, &format!("tests[{i}]")))
             .collect()
     }
 
-    fn test_case(&mut self, node: &Node, path: &str, rules: &[Rule]) -> Option<TestCase> {
+    fn test_case(&mut self, node: &Node, path: &str) -> Option<TestCase> {
         let fields = self.fields(node, path, TEST_KEYS)?;
         let name = self.optional_string(fields.get("name"), &join(path, "name"));
         let conn = self
@@ -957,7 +977,7 @@ impl<'a> Decoder<'a> {
         let rule = match fields.get("rule") {
             Some(n) => {
                 let id = self.string(n, &join(path, "rule"))?;
-                if !rules.iter().any(|r| r.id == id) {
+                if !self.declared_rules.contains(&id) {
                     self.error(
                         n.pos,
                         &join(path, "rule"),
@@ -1038,6 +1058,20 @@ const ACTIONS: [(&str, Action); 4] = [
     ("alert", Action::Alert),
     ("log", Action::Log),
 ];
+
+/// The `id` a rule is written with, if it has a string one.
+fn declared_id(rule: &Node) -> Option<String> {
+    let Value::Map(entries) = &rule.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.name == "id")
+        .and_then(|(_, v)| match &v.value {
+            Value::Str(id) => Some(id.clone()),
+            _ => None,
+        })
+}
 
 fn value_pos(entries: &[(Key, Node)], name: &str) -> Pos {
     entries

@@ -126,8 +126,9 @@ pub struct DomainIndex {
     /// strict subdomains only.
     keys: HashMap<Box<str>, [Span; 3], RandomState>,
     postings: Postings,
-    /// Most labels in any indexed name: suffixes longer than this cannot match.
-    max_labels: usize,
+    /// Bit `n - 1` is set when some indexed name has `n` labels: suffixes with other label
+    /// counts cannot be keys and are not looked up.
+    label_counts: u128,
 }
 
 const EXACT: usize = 0;
@@ -143,7 +144,8 @@ impl DomainIndex {
             DomainPattern::Subdomains(_) => SUBDOMAINS,
         };
         let name = pattern.name();
-        self.max_labels = self.max_labels.max(name.split('.').count());
+        let labels = name.split('.').count().clamp(1, 128);
+        self.label_counts |= 1 << (labels - 1);
         let lists = self.building.entry(name.into()).or_default();
         if let Some(list) = lists.get_mut(slot) {
             list.push(rule);
@@ -193,8 +195,8 @@ impl DomainIndex {
         found
     }
 
-    /// Calls `step` for each suffix of `domain` (shortest first, at most `max_labels` labels)
-    /// that is a key, saying whether the suffix is the whole name.
+    /// Calls `step` for each suffix of `domain` (shortest first) that is a key, saying whether
+    /// the suffix is the whole name.
     fn walk(&self, domain: &str, step: &mut impl FnMut(&[Span; 3], bool)) {
         if self.keys.is_empty() {
             return;
@@ -202,13 +204,18 @@ impl DomainIndex {
         let bytes = domain.as_bytes();
         let mut labels = 0;
         let mut start = bytes.len();
-        while labels < self.max_labels && start > 0 {
+        let max_labels = 128 - self.label_counts.leading_zeros();
+        while labels < max_labels && start > 0 {
             // Move `start` to the beginning of the next label to the left.
             start -= 1;
             while start > 0 && bytes.get(start - 1) != Some(&b'.') {
                 start -= 1;
             }
             labels += 1;
+            if self.label_counts & (1 << (labels - 1)) == 0 {
+                start = start.saturating_sub(1);
+                continue;
+            }
             if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
                 step(spans, start == 0);
             }

@@ -295,3 +295,18 @@ fn every_error_is_reported_not_just_the_first() {
         ]
     );
 }
+
+#[test]
+fn a_broken_list_or_rule_is_reported_once_not_again_where_it_is_used() {
+    let text = yaml(
+        "lists:\n  nets: {cidrs: [10.0.0.0/33]}\nrules:\n  - id: a\n    action: block\n    match: {list: nets}\n  - id: b\n    action: nope\ntests:\n  - conn: {dst_port: 1}\n    expect: block\n    rule: b\n",
+    );
+    let invalid = load("once.yaml", &text).unwrap_err();
+    let fields: Vec<&str> = invalid.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["lists.nets.cidrs[0]", "rules[1].action"],
+        "{:?}",
+        invalid.errors
+    );
+}

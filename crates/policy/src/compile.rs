@@ -224,18 +224,6 @@ impl CompiledPolicy {
         }
     }
 
-    /// Approximate heap bytes used by the indexes (the rules' own conditions not included).
-    pub fn index_bytes(&self) -> usize {
-        self.app_path.bytes()
-            + self.app_name.bytes()
-            + self.app_sha256.bytes()
-            + self.domain.bytes()
-            + self.dst_ip.bytes()
-            + self.remote_ip.bytes()
-            + self.dst_port.bytes()
-            + self.unindexed.capacity() * 4
-    }
-
     /// Files `rule` under its cheapest indexable matcher; returns that matcher's position.
     fn file(&mut self, rule: &Rule, number: u32, lists: &[NamedList]) -> Option<usize> {
         let (position, slot) = rule

@@ -46,10 +46,6 @@ impl Postings {
             .get(start..start + span.len as usize)
             .unwrap_or(&[])
     }
-
-    fn bytes(&self) -> usize {
-        self.items.capacity() * 4
-    }
 }
 
 /// Exact strings to rules. Every string also gets a small number (its id), so that rules can
@@ -107,14 +103,6 @@ impl TextIndex {
         let id = *self.ids.get(key)?;
         let span = self.spans.get(id as usize).copied().unwrap_or_default();
         Some((id, self.postings.get(span)))
-    }
-
-    /// Approximate heap bytes used.
-    pub fn bytes(&self) -> usize {
-        self.ids.capacity() * (size_of::<(Box<str>, u32)>() + 1)
-            + self.ids.keys().map(|k| k.len()).sum::<usize>()
-            + self.spans.capacity() * size_of::<Span>()
-            + self.postings.bytes()
     }
 }
 
@@ -222,13 +210,6 @@ impl DomainIndex {
             // Step over the dot.
             start = start.saturating_sub(1);
         }
-    }
-
-    /// Approximate heap bytes used.
-    pub fn bytes(&self) -> usize {
-        self.keys.capacity() * (size_of::<(Box<str>, [Span; 3])>() + 1)
-            + self.keys.keys().map(|k| k.len()).sum::<usize>()
-            + self.postings.bytes()
     }
 }
 
@@ -370,15 +351,6 @@ impl<K: RangeKey> RangeIndex<K> {
             None => &[],
         }
     }
-
-    /// Approximate heap bytes used.
-    pub fn bytes(&self) -> usize {
-        self.starts.capacity() * size_of::<K>()
-            + self.interval_sets.capacity() * size_of::<Span>()
-            + self.range_rules.capacity() * size_of::<Span>()
-            + self.covering.bytes()
-            + self.postings.bytes()
-    }
 }
 
 /// Address blocks to rules, one [`RangeIndex`] per address family.
@@ -425,11 +397,6 @@ impl IpIndex {
             IpAddr::V4(v4) => self.v4.contains(u32::from(v4)),
             IpAddr::V6(v6) => self.v6.contains(u128::from(v6)),
         }
-    }
-
-    /// Approximate heap bytes used.
-    pub fn bytes(&self) -> usize {
-        self.v4.bytes() + self.v6.bytes()
     }
 }
 

@@ -12,7 +12,7 @@
     clippy::disallowed_methods
 )]
 
-#[allow(dead_code)] // shared with the decide bench, which uses the rest
+#[allow(dead_code)] // shared with the other benches, which use the rest
 mod synth;
 
 use std::alloc::System;

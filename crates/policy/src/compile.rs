@@ -434,30 +434,13 @@ impl CompiledPolicy {
                 .as_deref()
                 .is_some_and(|d| patterns.iter().any(|p| p.matches(d))),
             Check::Domain(index) => conn.domain.as_deref().is_some_and(|d| index.contains(d)),
-            Check::FewNets { field, nets } => {
-                let ip = if *field == Field::SrcIp {
-                    conn.src_ip
-                } else {
-                    conn.dst_ip
-                };
-                ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
-            }
-            Check::Ip { field, nets } => {
-                let ip = if *field == Field::SrcIp {
-                    conn.src_ip
-                } else {
-                    conn.dst_ip
-                };
-                ip.is_some_and(|ip| nets.contains(ip))
-            }
-            Check::Port { field, ranges } => {
-                let port = if *field == Field::SrcPort {
-                    conn.src_port
-                } else {
-                    conn.dst_port
-                };
-                port.is_some_and(|p| ranges.iter().any(|r| r.contains(p)))
-            }
+            Check::FewNets { field, nets } => field
+                .address(conn)
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            Check::Ip { field, nets } => field.address(conn).is_some_and(|ip| nets.contains(ip)),
+            Check::Port { field, ranges } => field
+                .port(conn)
+                .is_some_and(|p| ranges.iter().any(|r| r.contains(p))),
             Check::Protocol(protocols) => {
                 protocols.is_empty() || conn.protocol.is_some_and(|p| protocols.contains(&p))
             }

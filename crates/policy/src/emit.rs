@@ -1,4 +1,5 @@
-//! Canonical text for a policy: fixed key order, one spelling for each value, defaults left out.
+//! Canonical text for a policy: fixed key order, one spelling for each value, defaults left out
+//! (except `mode`, always written so a reader sees whether the policy enforces).
 //!
 //! `palisade policy fmt` prints this. The output reads back to the same policy. Comments are not
 //! kept (notes belong in `description` fields, which are).

@@ -186,6 +186,26 @@ impl Field {
         }
     }
 
+    /// The address this field names in `conn`: `src_ip` for [`Field::SrcIp`], otherwise
+    /// `dst_ip`.
+    pub fn address(self, conn: &Connection) -> Option<IpAddr> {
+        if self == Field::SrcIp {
+            conn.src_ip
+        } else {
+            conn.dst_ip
+        }
+    }
+
+    /// The port this field names in `conn`: `src_port` for [`Field::SrcPort`], otherwise
+    /// `dst_port`.
+    pub fn port(self, conn: &Connection) -> Option<u16> {
+        if self == Field::SrcPort {
+            conn.src_port
+        } else {
+            conn.dst_port
+        }
+    }
+
     /// Sets the field in `conn` from a value already checked against [`Field::kind`].
     /// Returns an error for values of the wrong type and for `scope`, which is derived.
     pub fn set(self, conn: &mut Connection, value: FieldValue<'_>) -> Result<(), String> {

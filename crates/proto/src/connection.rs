@@ -75,6 +75,19 @@ impl Connection {
     /// case without a trailing dot, the executable hash in lower case, IPv4-mapped IPv6
     /// addresses as IPv4, and `app_name` taken from the last component of `app_path` when it
     /// was not given.
+    ///
+    /// ```
+    /// use palisade_proto::Connection;
+    ///
+    /// let conn = Connection {
+    ///     app_path: Some("/usr/bin/curl".into()),
+    ///     domain: Some("WWW.Example.com.".into()),
+    ///     ..Connection::default()
+    /// }
+    /// .normalize();
+    /// assert_eq!(conn.domain.as_deref(), Some("www.example.com"));
+    /// assert_eq!(conn.app_name.as_deref(), Some("curl"));
+    /// ```
     pub fn normalize(mut self) -> Self {
         if let Some(domain) = self.domain.take() {
             let trimmed = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -187,6 +200,15 @@ impl Scope {
     }
 
     /// Classifies an address. IPv4-mapped IPv6 addresses are classified as their IPv4 address.
+    ///
+    /// ```
+    /// use palisade_proto::Scope;
+    ///
+    /// assert_eq!(Scope::of("127.0.0.1".parse().unwrap()), Scope::Localhost);
+    /// assert_eq!(Scope::of("192.168.1.10".parse().unwrap()), Scope::Lan);
+    /// assert_eq!(Scope::of("::ffff:10.0.0.1".parse().unwrap()), Scope::Lan);
+    /// assert_eq!(Scope::of("93.184.215.14".parse().unwrap()), Scope::Internet);
+    /// ```
     pub fn of(ip: IpAddr) -> Scope {
         match ip {
             IpAddr::V4(v4) => Scope::of_v4(v4),

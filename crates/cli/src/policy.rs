@@ -55,7 +55,7 @@ pub enum PolicyCommand {
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { file } => {
-            let Some(loaded) = load(&file) else {
+            let Some((_, loaded)) = load(&file) else {
                 return Ok(ExitCode::from(2));
             };
             let policy = &loaded.policy;
@@ -70,7 +70,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Eval { file, conn, at } => {
-            let Some(loaded) = load(&file) else {
+            let Some((_, loaded)) = load(&file) else {
                 return Ok(ExitCode::from(2));
             };
             let conn = match palisade_policy::parse_connection("--conn", &conn) {
@@ -97,7 +97,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test { file } => {
-            let Some(loaded) = load(&file) else {
+            let Some((_, loaded)) = load(&file) else {
                 return Ok(ExitCode::from(2));
             };
             let compiled = CompiledPolicy::new(&loaded.policy);
@@ -125,10 +125,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             })
         }
         PolicyCommand::Fmt { file, write, check } => {
-            let Some(loaded) = load(&file) else {
+            let Some((text, loaded)) = load(&file) else {
                 return Ok(ExitCode::from(2));
             };
-            let text = read(&file)?;
             let format = Format::from_file_name(&file.to_string_lossy());
             let canonical = emit::to_text(&loaded.policy, format);
             if format == Format::Yaml && text.contains('#') && canonical != text {
@@ -143,8 +142,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
             if write {
                 if canonical != text {
-                    std::fs::write(&file, canonical)
-                        .with_context(|| format!("writing {}", file.display()))?;
+                    replace(&file, &canonical)?;
                 }
             } else {
                 print!("{canonical}");
@@ -154,8 +152,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reads and validates a policy, printing warnings, or errors and `None` when it is invalid.
-fn load(file: &Path) -> Option<Loaded> {
+/// Reads and validates a policy, printing warnings; returns its text and the policy, or prints
+/// the errors and returns `None` when it is invalid or unreadable.
+fn load(file: &Path) -> Option<(String, Loaded)> {
     let name = file.display().to_string();
     let text = match read(file) {
         Ok(text) => text,
@@ -171,7 +170,7 @@ fn load(file: &Path) -> Option<Loaded> {
             for warning in &loaded.warnings {
                 eprintln!("{warning}");
             }
-            Some(loaded)
+            Some((text, loaded))
         }
         Err(invalid) => {
             report(&invalid);
@@ -199,6 +198,21 @@ fn read(path: &Path) -> anyhow::Result<String> {
     );
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Replaces `file` with `text` through a temporary file in the same directory (with the same
+/// permissions), so the policy is never left half written.
+fn replace(file: &Path, text: &str) -> anyhow::Result<()> {
+    let mut temporary = file.as_os_str().to_owned();
+    temporary.push(".palisade-fmt");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
+    let permissions = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .permissions();
+    std::fs::set_permissions(&temporary, permissions)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, file).with_context(|| format!("replacing {}", file.display()))
 }
 
 /// The one place the policy commands read the clock.

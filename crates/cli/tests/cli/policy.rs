@@ -273,4 +273,13 @@ fn fmt_writes_canonical_text_that_reads_back_the_same() {
         Some(0)
     );
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), stdout(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["p.yaml"],
+        "fmt --write leaves no temporary file behind"
+    );
 }

@@ -1,0 +1,8 @@
+//! Packet and protocol decoders: what the agent, the network sensor and `palisade analyze` read
+//! from the wire. Every decoder takes hostile bytes: it returns a value or an error that says
+//! whether more bytes would help, and never panics.
+//!
+//! Layout:
+//! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
+
+pub mod dns;

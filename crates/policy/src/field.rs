@@ -268,7 +268,8 @@ impl Field {
                     Field::Cgroup => &mut conn.cgroup,
                     Field::Unit => &mut conn.unit,
                     Field::ContainerId => &mut conn.container_id,
-                    _ => &mut conn.domain,
+                    Field::Domain => &mut conn.domain,
+                    _ => return wrong(),
                 };
                 *slot = Some(s.to_owned());
                 Ok(())

@@ -11,7 +11,7 @@ use palisade_proto::{Action, Connection, Direction, Mode, Protocol, Scope};
 
 use crate::condition::{Condition, Op, Operand, Scalar, Test};
 use crate::diagnostic::{Diagnostic, Invalid, Severity};
-use crate::field::{Field, FieldValue, Kind};
+use crate::field::{Field, Kind};
 use crate::model::{ListEntries, ListSource, Matcher, NamedList, Policy, Rule, TestCase};
 use crate::pattern::{Cidr, DomainPattern, Pattern, PortRange, TextPattern};
 use crate::schedule::{HourRange, Schedule};
@@ -1016,36 +1016,26 @@ impl<'a> Decoder<'a> {
     }
 
     fn connection(&mut self, node: &Node, path: &str) -> Option<Connection> {
-        let names: Vec<&str> = Field::ALL
-            .iter()
-            .filter(|f| **f != Field::Scope)
-            .map(|f| f.name())
-            .collect();
+        // `scope` is accepted here only to be refused with the reason (it is derived).
+        let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
         let fields = self.fields(node, path, &names)?;
         let mut conn = Connection::default();
         let mut ok = true;
-        for (key, value) in fields.entries {
+        for (key, node) in fields.entries {
             let Some(field) = Field::from_name(&key.name) else {
                 continue;
             };
             let fpath = join(path, &key.name);
-            let Some(scalar) = self.scalar(field, value, &fpath) else {
-                ok = false;
-                continue;
-            };
-            let value = match &scalar {
-                Scalar::Text(t) => match field.kind() {
-                    Kind::Keyword(choices) => FieldValue::Keyword(
-                        choices.iter().find(|c| **c == t).copied().unwrap_or(""),
-                    ),
-                    _ => FieldValue::Text(t),
-                },
-                Scalar::Int(i) => FieldValue::Int(*i),
-                Scalar::Ip(ip) => FieldValue::Ip(*ip),
-            };
-            if let Err(message) = field.set(&mut conn, value) {
-                self.error(value_pos(fields.entries, &key.name), &fpath, message);
-                ok = false;
+            let set = self
+                .scalar(field, node, &fpath)
+                .map(|value| field.set(&mut conn, &value));
+            match set {
+                Some(Ok(())) => {}
+                Some(Err(message)) => {
+                    self.error(node.pos, &fpath, message);
+                    ok = false;
+                }
+                None => ok = false,
             }
         }
         ok.then_some(conn)
@@ -1071,14 +1061,6 @@ fn declared_id(rule: &Node) -> Option<String> {
             Value::Str(id) => Some(id.clone()),
             _ => None,
         })
-}
-
-fn value_pos(entries: &[(Key, Node)], name: &str) -> Pos {
-    entries
-        .iter()
-        .find(|(k, _)| k.name == name)
-        .map(|(_, v)| v.pos)
-        .unwrap_or_default()
 }
 
 fn check_name(d: &mut Decoder<'_>, key: &Key, path: &str) {

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use palisade_proto::{Connection, Direction, Protocol};
 
+use crate::condition::Scalar;
+
 /// A field of a [`Connection`] that rules and conditions can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
@@ -206,25 +208,20 @@ impl Field {
         }
     }
 
-    /// Sets the field in `conn` from a value already checked against [`Field::kind`].
-    /// Returns an error for values of the wrong type and for `scope`, which is derived.
-    pub fn set(self, conn: &mut Connection, value: FieldValue<'_>) -> Result<(), String> {
-        let wrong = || Err(format!("{} cannot be set to {value}", self.name()));
+    /// Sets the field in `conn` from a value of the field's kind (keywords as text). Returns an
+    /// error for values of the wrong type and for `scope`, which is derived.
+    pub fn set(self, conn: &mut Connection, value: &Scalar) -> Result<(), String> {
+        let wrong = || format!("{} cannot be set to {value}", self.name());
         match (self, value) {
             (Field::Scope, _) => {
                 Err("scope is derived from the remote address; set dst_ip or src_ip".into())
             }
-            (Field::Uid, FieldValue::Int(i)) => match u32::try_from(i) {
-                Ok(uid) => {
-                    conn.uid = Some(uid);
-                    Ok(())
-                }
-                Err(_) => wrong(),
-            },
-            (Field::SrcPort | Field::DstPort, FieldValue::Int(i)) => {
-                let Ok(port) = u16::try_from(i) else {
-                    return wrong();
-                };
+            (Field::Uid, Scalar::Int(i)) => {
+                conn.uid = Some(u32::try_from(*i).map_err(|_| wrong())?);
+                Ok(())
+            }
+            (Field::SrcPort | Field::DstPort, Scalar::Int(i)) => {
+                let port = u16::try_from(*i).map_err(|_| wrong())?;
                 *if self == Field::SrcPort {
                     &mut conn.src_port
                 } else {
@@ -232,32 +229,25 @@ impl Field {
                 } = Some(port);
                 Ok(())
             }
-            (Field::SrcIp, FieldValue::Ip(ip)) => {
-                conn.src_ip = Some(ip);
-                Ok(())
-            }
-            (Field::DstIp, FieldValue::Ip(ip)) => {
-                conn.dst_ip = Some(ip);
-                Ok(())
-            }
-            (Field::Protocol, FieldValue::Keyword(k)) => {
-                conn.protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == k);
-                if conn.protocol.is_some() {
-                    Ok(())
+            (Field::SrcIp | Field::DstIp, Scalar::Ip(ip)) => {
+                *if self == Field::SrcIp {
+                    &mut conn.src_ip
                 } else {
-                    wrong()
-                }
+                    &mut conn.dst_ip
+                } = Some(*ip);
+                Ok(())
             }
-            (Field::Direction, FieldValue::Keyword(k)) => {
-                match Direction::ALL.into_iter().find(|d| d.as_str() == k) {
-                    Some(d) => {
-                        conn.direction = d;
-                        Ok(())
-                    }
-                    None => wrong(),
-                }
+            (Field::Protocol, Scalar::Text(k)) => {
+                let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == k);
+                conn.protocol = Some(protocol.ok_or_else(wrong)?);
+                Ok(())
             }
-            (_, FieldValue::Text(s)) if self.kind() == Kind::Text => {
+            (Field::Direction, Scalar::Text(k)) => {
+                let direction = Direction::ALL.into_iter().find(|d| d.as_str() == k);
+                conn.direction = direction.ok_or_else(wrong)?;
+                Ok(())
+            }
+            (_, Scalar::Text(s)) => {
                 let slot = match self {
                     Field::AppPath => &mut conn.app_path,
                     Field::AppName => &mut conn.app_name,
@@ -269,12 +259,12 @@ impl Field {
                     Field::Unit => &mut conn.unit,
                     Field::ContainerId => &mut conn.container_id,
                     Field::Domain => &mut conn.domain,
-                    _ => return wrong(),
+                    _ => return Err(wrong()),
                 };
-                *slot = Some(s.to_owned());
+                *slot = Some(s.clone());
                 Ok(())
             }
-            _ => wrong(),
+            _ => Err(wrong()),
         }
     }
 }
@@ -300,12 +290,12 @@ mod tests {
     #[test]
     fn set_then_get_returns_the_value() {
         let mut conn = Connection::default();
-        Field::DstPort.set(&mut conn, FieldValue::Int(443)).unwrap();
+        Field::DstPort.set(&mut conn, &Scalar::Int(443)).unwrap();
         Field::Unit
-            .set(&mut conn, FieldValue::Text("sshd.service"))
+            .set(&mut conn, &Scalar::Text("sshd.service".into()))
             .unwrap();
         Field::Protocol
-            .set(&mut conn, FieldValue::Keyword("udp"))
+            .set(&mut conn, &Scalar::Text("udp".into()))
             .unwrap();
         assert_eq!(Field::DstPort.get(&conn), Some(FieldValue::Int(443)));
         assert_eq!(
@@ -313,14 +303,10 @@ mod tests {
             Some(FieldValue::Text("sshd.service"))
         );
         assert_eq!(Field::Protocol.get(&conn), Some(FieldValue::Keyword("udp")));
-        assert!(
-            Field::DstPort
-                .set(&mut conn, FieldValue::Int(70_000))
-                .is_err()
-        );
+        assert!(Field::DstPort.set(&mut conn, &Scalar::Int(70_000)).is_err());
         assert!(
             Field::Scope
-                .set(&mut conn, FieldValue::Keyword("lan"))
+                .set(&mut conn, &Scalar::Text("lan".into()))
                 .is_err()
         );
     }

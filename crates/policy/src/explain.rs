@@ -73,26 +73,22 @@ fn describe(matcher: &Matcher, conn: &Connection, policy: &Policy) -> String {
             format!("domain {} matches {hit}", crate::source::quote(domain))
         }
         Matcher::Ip { field, nets } => {
-            let value = field.get(conn);
-            let hit = match value {
-                Some(FieldValue::Ip(ip)) => nets
-                    .iter()
-                    .find(|n| n.contains(ip))
-                    .map(ToString::to_string),
-                _ => None,
-            };
-            format!("{key} {} in {}", shown(value), hit.unwrap_or_default())
+            let ip = field.address(conn);
+            let hit = ip.and_then(|ip| nets.iter().find(|n| n.contains(ip)));
+            format!(
+                "{key} {} in {}",
+                shown(field.get(conn)),
+                hit.map(ToString::to_string).unwrap_or_default()
+            )
         }
         Matcher::Port { field, ranges } => {
-            let value = field.get(conn);
-            let hit = match value {
-                Some(FieldValue::Int(p)) => ranges
-                    .iter()
-                    .find(|r| u64::from(r.from) <= p && p <= u64::from(r.to))
-                    .map(ToString::to_string),
-                _ => None,
-            };
-            format!("{key} {} in {}", shown(value), hit.unwrap_or_default())
+            let port = field.port(conn);
+            let hit = port.and_then(|p| ranges.iter().find(|r| r.contains(p)));
+            format!(
+                "{key} {} in {}",
+                shown(field.get(conn)),
+                hit.map(ToString::to_string).unwrap_or_default()
+            )
         }
         Matcher::Protocol(list) if list.is_empty() => "protocol any".to_owned(),
         Matcher::Protocol(_) => format!("protocol {}", conn.protocol.map_or("?", |p| p.as_str())),

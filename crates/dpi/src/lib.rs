@@ -4,5 +4,7 @@
 //!
 //! Layout:
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
+//! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
 
 pub mod dns;
+pub mod http;

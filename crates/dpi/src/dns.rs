@@ -7,6 +7,7 @@
 //! Compression pointers must point backwards (RFC 1035 says "a prior occurrence"), which also
 //! rules out loops; a name longer than 255 bytes on the wire is refused.
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest name on the wire, length bytes included (RFC 1035 §2.3.4).
@@ -133,6 +134,81 @@ pub enum RecordData {
     },
     /// Any other type: the raw data.
     Other(Vec<u8>),
+}
+
+/// Zone-file presentation format (RFC 1035 §5.1), as `dig` prints record data: `93.184.216.34`,
+/// `10 mx.example.com`, `"v=spf1 -all"`, `1 . alpn=h2,h3 ipv4hint=104.16.1.1`; other types in
+/// the generic form of RFC 3597 (`\# 4 0a000001`).
+impl fmt::Display for RecordData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordData::A(addr) => write!(f, "{addr}"),
+            RecordData::Aaaa(addr) => write!(f, "{addr}"),
+            RecordData::Name(name) => f.write_str(name),
+            RecordData::Mx {
+                preference,
+                exchange,
+            } => write!(f, "{preference} {exchange}"),
+            RecordData::Txt(strings) => {
+                for (i, string) in strings.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { " " };
+                    write!(f, "{sep}\"{}\"", string.escape_ascii())?;
+                }
+                Ok(())
+            }
+            RecordData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => {
+                write!(f, "{priority} {weight} {port} {target}")
+            }
+            RecordData::Soa {
+                mname,
+                rname,
+                serial,
+                minimum,
+            } => {
+                write!(f, "{mname} {rname} {serial} {minimum}")
+            }
+            RecordData::Svcb {
+                priority,
+                target,
+                alpn,
+                ipv4hint,
+                ipv6hint,
+            } => {
+                let target = if target.is_empty() { "." } else { target };
+                write!(f, "{priority} {target}")?;
+                if !alpn.is_empty() {
+                    write!(f, " alpn={}", alpn.join(","))?;
+                }
+                write_list(f, " ipv4hint=", ipv4hint)?;
+                write_list(f, " ipv6hint=", ipv6hint)
+            }
+            RecordData::Other(bytes) => {
+                write!(f, "\\# {}", bytes.len())?;
+                if !bytes.is_empty() {
+                    f.write_str(" ")?;
+                }
+                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
+
+/// Writes `prefix` and the comma-joined items, or nothing for an empty list.
+fn write_list<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    prefix: &str,
+    items: &[T],
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i == 0 { prefix } else { "," };
+        write!(f, "{sep}{item}")?;
+    }
+    Ok(())
 }
 
 /// Decodes one message (a UDP payload, or a TCP message without its length prefix).
@@ -747,6 +823,59 @@ mod tests {
                 Err(DnsError::Invalid { offset, .. }) => prop_assert!(offset <= msg.len()),
                 Err(other) => prop_assert!(false, "UDP parse said {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn record_data_prints_in_presentation_format() {
+        let cases = [
+            (
+                RecordData::A(Ipv4Addr::new(93, 184, 216, 34)),
+                "93.184.216.34",
+            ),
+            (
+                RecordData::Aaaa("2001:db8::1".parse().unwrap()),
+                "2001:db8::1",
+            ),
+            (
+                RecordData::Name("cdn.example.net".into()),
+                "cdn.example.net",
+            ),
+            (
+                RecordData::Mx {
+                    preference: 10,
+                    exchange: "mx.example.com".into(),
+                },
+                "10 mx.example.com",
+            ),
+            (
+                RecordData::Txt(vec![b"v=spf1 -all".to_vec(), b"a\"b".to_vec()]),
+                r#""v=spf1 -all" "a\"b""#,
+            ),
+            (
+                RecordData::Srv {
+                    priority: 0,
+                    weight: 5,
+                    port: 5060,
+                    target: "sip.example".into(),
+                },
+                "0 5 5060 sip.example",
+            ),
+            (
+                RecordData::Svcb {
+                    priority: 1,
+                    target: String::new(),
+                    alpn: vec!["h2".into(), "h3".into()],
+                    ipv4hint: vec![Ipv4Addr::new(104, 16, 1, 1), Ipv4Addr::new(104, 16, 2, 1)],
+                    ipv6hint: vec![],
+                },
+                "1 . alpn=h2,h3 ipv4hint=104.16.1.1,104.16.2.1",
+            ),
+            (RecordData::Other(vec![10, 0, 0, 1]), r"\# 4 0a000001"),
+            (RecordData::Other(vec![]), r"\# 0"),
+        ];
+        for (data, text) in cases {
+            assert_eq!(data.to_string(), text);
         }
     }
 }

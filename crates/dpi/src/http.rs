@@ -47,9 +47,9 @@ pub struct Request {
 /// Whether a stream starts like an HTTP/1.x request: a known method followed by a space.
 /// Cheap enough to run on the first payload of every flow.
 pub fn looks_like_request(stream: &[u8]) -> bool {
-    METHODS.iter().any(|method| {
-        stream.starts_with(method) && stream.get(method.len()) == Some(&b' ')
-    })
+    METHODS
+        .iter()
+        .any(|method| stream.starts_with(method) && stream.get(method.len()) == Some(&b' '))
 }
 
 /// Reads the request head at the start of `stream`.
@@ -68,7 +68,10 @@ pub fn parse_request(stream: &[u8]) -> Result<Request, HttpError> {
             break;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err(HttpError::Invalid { offset: start, reason: "header line without ':'" });
+            return Err(HttpError::Invalid {
+                offset: start,
+                reason: "header line without ':'",
+            });
         };
         let (name, value) = line.split_at(colon);
         let value = text(value.get(1..).unwrap_or_default().trim_ascii());
@@ -79,7 +82,13 @@ pub fn parse_request(stream: &[u8]) -> Result<Request, HttpError> {
         }
     }
     let host = host.or_else(|| target_host(&method, &path));
-    Ok(Request { method, host, path, user_agent, minor_version })
+    Ok(Request {
+        method,
+        host,
+        path,
+        user_agent,
+        minor_version,
+    })
 }
 
 /// Splits the head into lines, tracking where each starts.
@@ -93,10 +102,15 @@ impl<'a> Lines<'a> {
     fn next_line(&mut self) -> Result<(usize, &'a [u8]), HttpError> {
         let start = self.pos;
         let rest = self.stream.get(start..).unwrap_or_default();
-        let window = rest.get(..MAX_HEADER_LEN.saturating_sub(start)).unwrap_or(rest);
+        let window = rest
+            .get(..MAX_HEADER_LEN.saturating_sub(start))
+            .unwrap_or(rest);
         let Some(newline) = window.iter().position(|&b| b == b'\n') else {
             return if start + window.len() >= MAX_HEADER_LEN {
-                Err(HttpError::Invalid { offset: start, reason: "request head too long" })
+                Err(HttpError::Invalid {
+                    offset: start,
+                    reason: "request head too long",
+                })
             } else {
                 Err(HttpError::Incomplete)
             };
@@ -109,7 +123,10 @@ impl<'a> Lines<'a> {
 
 /// `METHOD SP request-target SP HTTP/1.x`.
 fn request_line(line: &[u8], start: usize) -> Result<(String, String, u8), HttpError> {
-    let invalid = |at: usize, reason| HttpError::Invalid { offset: start + at, reason };
+    let invalid = |at: usize, reason| HttpError::Invalid {
+        offset: start + at,
+        reason,
+    };
     let mut parts = line.splitn(3, |&b| b == b' ');
     let method = parts.next().unwrap_or_default();
     if method.is_empty() || !method.iter().all(|&b| is_token_char(b)) {
@@ -136,7 +153,9 @@ fn target_host(method: &str, target: &str) -> Option<String> {
         let (_, rest) = target.split_once("://")?;
         rest.split(['/', '?', '#']).next().unwrap_or(rest)
     };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let host = if authority.starts_with('[') {
         authority.split_inclusive(']').next().unwrap_or(authority)
     } else {
@@ -197,7 +216,8 @@ mod tests {
 
     #[test]
     fn host_comes_from_the_target_when_there_is_no_host_header() {
-        let proxy = parse_request(b"GET http://user@proxy.example:8080/x HTTP/1.1\r\n\r\n").unwrap();
+        let proxy =
+            parse_request(b"GET http://user@proxy.example:8080/x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(proxy.host.as_deref(), Some("proxy.example"));
         let connect = parse_request(b"CONNECT www.example.com:443 HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(connect.host.as_deref(), Some("www.example.com"));
@@ -211,7 +231,11 @@ mod tests {
     #[test]
     fn every_truncation_is_incomplete() {
         for end in 0..CURL.len() {
-            assert_eq!(parse_request(&CURL[..end]), Err(HttpError::Incomplete), "at {end}");
+            assert_eq!(
+                parse_request(&CURL[..end]),
+                Err(HttpError::Incomplete),
+                "at {end}"
+            );
         }
     }
 
@@ -220,11 +244,22 @@ mod tests {
         let cases: [(&[u8], usize, &str); 4] = [
             (b"G(T / HTTP/1.1\r\n\r\n", 0, "method is not a token"),
             (b"GET\r\n\r\n", 3, "no request target"),
-            (b"GET / HTTP/2.0\r\n\r\n", 6, "version is not HTTP/1.0 or HTTP/1.1"),
-            (b"GET / HTTP/1.1\r\nHost example.com\r\n\r\n", 16, "header line without ':'"),
+            (
+                b"GET / HTTP/2.0\r\n\r\n",
+                6,
+                "version is not HTTP/1.0 or HTTP/1.1",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost example.com\r\n\r\n",
+                16,
+                "header line without ':'",
+            ),
         ];
         for (head, offset, reason) in cases {
-            assert_eq!(parse_request(head), Err(HttpError::Invalid { offset, reason }));
+            assert_eq!(
+                parse_request(head),
+                Err(HttpError::Invalid { offset, reason })
+            );
         }
     }
 
@@ -234,7 +269,10 @@ mod tests {
         head.resize(MAX_HEADER_LEN - 1, b'a');
         assert_eq!(parse_request(&head), Err(HttpError::Incomplete));
         head.push(b'a');
-        assert!(matches!(parse_request(&head), Err(HttpError::Invalid { offset: 16, .. })));
+        assert!(matches!(
+            parse_request(&head),
+            Err(HttpError::Invalid { offset: 16, .. })
+        ));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
 //! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
+//! - [`reassembly`]: the first bytes of each direction of a TCP stream, in order.
 
 pub mod dns;
 pub mod http;
+pub mod reassembly;

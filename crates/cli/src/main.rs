@@ -4,7 +4,9 @@
 //! Layout:
 //! - `main`: the command line and exit codes.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
+//! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 
+mod analyze;
 mod policy;
 
 use std::process::ExitCode;
@@ -24,12 +26,15 @@ enum Command {
     /// Check, evaluate, test and format policy files offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Read a pcap or pcapng capture and print its flows.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Policy(command) => policy::run(command),
+        Command::Analyze(args) => analyze::run(args),
     };
     match outcome {
         Ok(code) => code,

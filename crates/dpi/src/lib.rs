@@ -6,7 +6,17 @@
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
 //! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
 //! - [`reassembly`]: the first bytes of each direction of a TCP stream, in order.
+//! - [`record`]: the flow record, as written by `palisade analyze` and `palisade sensor`.
+//! - [`flow`]: the flow table (5-tuple flows, counters, TCP state, timeouts, eviction).
+//! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
+//! - [`analyzer`]: frames in, flow records out.
+//! - [`counters`]: counts by reason, for everything skipped or refused.
 
+pub mod analyzer;
+pub mod counters;
 pub mod dns;
+pub mod flow;
 pub mod http;
+mod inspect;
 pub mod reassembly;
+pub mod record;

@@ -1,0 +1,349 @@
+//! Content inspection of one flow: recognise the application protocol from the first bytes
+//! (never from the port), then read what the record reports — DNS questions and answers, the
+//! TLS ClientHello and ServerHello, the QUIC ClientHello, the first HTTP request.
+//!
+//! An inspector lives only while it has something left to read; [`Inspector::inspect`] says
+//! when it is done, and the flow drops it (and its buffers). Limits: TCP streams are read for
+//! their first [`STREAM_CAP`] bytes, recognition gives up after [`RECOGNITION_PACKETS`] payload
+//! packets, QUIC after [`QUIC_DATAGRAMS`] client datagrams, and a flow keeps at most
+//! [`MAX_DNS_ITEMS`] questions and answers (the rest are counted in `dns.dropped`).
+
+use crate::counters::Counters;
+use crate::dns::{self, DnsError};
+use crate::http::{self, HttpError};
+use crate::packet::{Packet, Transport};
+use crate::quic::{self, ClientInitials};
+use crate::reassembly::Stream;
+use crate::record::{AppProto, DnsAnswer, DnsInfo, DnsQuery, FlowRecord, HttpInfo, QuicInfo, TlsInfo};
+use crate::tls::{self, ClientHello, Ja4Transport, TlsError};
+
+/// Bytes of each direction of a TCP stream that are reassembled: a TLS record of the largest
+/// size plus its header, so that a ClientHello or a ServerHello in one record always fits.
+pub const STREAM_CAP: usize = 16 * 1024 + 5 + 256;
+
+/// Payload packets after which a flow whose protocol was not recognised is left alone.
+pub const RECOGNITION_PACKETS: u32 = 8;
+
+/// Client datagrams of a QUIC flow read for the ClientHello.
+pub const QUIC_DATAGRAMS: u32 = 8;
+
+/// Questions plus answers kept per flow.
+pub const MAX_DNS_ITEMS: usize = 256;
+
+/// What is left to read in a flow.
+#[derive(Debug, Default)]
+pub struct Inspector {
+    stage: Stage,
+    client: Option<Stream>,
+    server: Option<Stream>,
+    payload_packets: u32,
+}
+
+#[derive(Debug, Default)]
+enum Stage {
+    /// The protocol is not known yet.
+    #[default]
+    Recognise,
+    /// DNS over UDP: every datagram is a message.
+    DnsUdp,
+    /// DNS over TCP: length-prefixed messages in both streams.
+    DnsTcp,
+    /// TLS: the ClientHello, then the ServerHello.
+    Tls { client_done: bool },
+    /// HTTP/1.x: the first request head.
+    Http,
+    /// SSH: recognised from its banner; nothing more is read.
+    Ssh,
+    /// QUIC: client Initials until the ClientHello is whole.
+    Quic { initials: Box<ClientInitials>, datagrams: u32 },
+}
+
+impl Inspector {
+    /// Whether flows of this transport are inspected at all.
+    pub fn wanted(transport: &Transport) -> bool {
+        matches!(transport, Transport::Tcp { .. } | Transport::Udp { .. })
+    }
+
+    /// Reads one packet of the flow into `record`. Returns whether later packets are wanted.
+    pub fn inspect(
+        &mut self,
+        record: &mut FlowRecord,
+        packet: &Packet<'_>,
+        from_client: bool,
+        errors: &mut Counters,
+    ) -> bool {
+        match packet.transport {
+            Transport::Tcp { seq, flags, .. } => {
+                self.tcp_segment(seq, flags, packet.payload, from_client);
+                if packet.payload.is_empty() {
+                    return true;
+                }
+                self.payload_packets += 1;
+                self.read_streams(record, errors)
+            }
+            Transport::Udp { .. } if !packet.payload.is_empty() => {
+                self.payload_packets += 1;
+                self.datagram(record, packet.payload, from_client, errors)
+            }
+            _ => true,
+        }
+    }
+
+    /// Adds a TCP segment to the stream of its direction.
+    fn tcp_segment(&mut self, seq: u32, flags: u8, payload: &[u8], from_client: bool) {
+        let stream = if from_client { &mut self.client } else { &mut self.server };
+        let stream = stream.get_or_insert_with(|| Stream::new(STREAM_CAP));
+        if flags & crate::packet::tcp_flags::SYN != 0 {
+            stream.syn(seq);
+        }
+        stream.push(seq, payload);
+    }
+
+    fn read_streams(&mut self, record: &mut FlowRecord, errors: &mut Counters) -> bool {
+        if let Stage::Recognise = self.stage {
+            let client = self.client.as_ref().map_or(&[][..], Stream::data);
+            let server = self.server.as_ref().map_or(&[][..], Stream::data);
+            match recognise_tcp(client, server) {
+                Some(stage) => self.stage = stage,
+                None => return self.payload_packets < RECOGNITION_PACKETS,
+            }
+            record.app_proto = self.stage.app_proto();
+        }
+        match &mut self.stage {
+            Stage::Recognise | Stage::DnsUdp | Stage::Ssh | Stage::Quic { .. } => false,
+            Stage::Tls { client_done } => {
+                read_tls(record, &self.client, &self.server, client_done, errors)
+            }
+            Stage::Http => read_http(record, self.client.as_ref(), errors),
+            Stage::DnsTcp => {
+                let client = read_dns_tcp(record, self.client.as_mut(), errors);
+                let server = read_dns_tcp(record, self.server.as_mut(), errors);
+                client && server
+            }
+        }
+    }
+
+    fn datagram(
+        &mut self,
+        record: &mut FlowRecord,
+        payload: &[u8],
+        from_client: bool,
+        errors: &mut Counters,
+    ) -> bool {
+        if let Stage::Recognise = self.stage {
+            if from_client && quic::is_client_initial(payload) {
+                self.stage = Stage::Quic { initials: Box::default(), datagrams: 0 };
+            } else if looks_like_dns(payload) {
+                self.stage = Stage::DnsUdp;
+            } else {
+                return self.payload_packets < RECOGNITION_PACKETS;
+            }
+            record.app_proto = self.stage.app_proto();
+        }
+        match &mut self.stage {
+            Stage::DnsUdp => {
+                match dns::parse(payload) {
+                    Ok(message) => add_dns(record, &message),
+                    Err(_) => errors.add("dns_invalid"),
+                }
+                true
+            }
+            Stage::Quic { initials, datagrams } => {
+                if !from_client {
+                    return true;
+                }
+                *datagrams += 1;
+                match initials.push_datagram(payload) {
+                    Ok(Some(handshake)) => {
+                        match tls::parse_client_hello(&handshake) {
+                            Ok(hello) => record.quic = Some(quic_info(&hello)),
+                            Err(_) => errors.add("quic_client_hello_invalid"),
+                        }
+                        false
+                    }
+                    Ok(None) => *datagrams < QUIC_DATAGRAMS,
+                    // Later packets of the connection are short-header: not an error.
+                    Err(quic::QuicError::NotInitial) => *datagrams < QUIC_DATAGRAMS,
+                    Err(_) => {
+                        errors.add("quic_initial_invalid");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Stage {
+    fn app_proto(&self) -> AppProto {
+        match self {
+            Stage::Recognise => AppProto::Unknown,
+            Stage::DnsUdp | Stage::DnsTcp => AppProto::Dns,
+            Stage::Tls { .. } => AppProto::Tls,
+            Stage::Http => AppProto::Http,
+            Stage::Ssh => AppProto::Ssh,
+            Stage::Quic { .. } => AppProto::Quic,
+        }
+    }
+}
+
+/// The protocol of a TCP connection from the first bytes of its streams, if they tell.
+fn recognise_tcp(client: &[u8], server: &[u8]) -> Option<Stage> {
+    if tls::looks_like_client_hello(client) {
+        Some(Stage::Tls { client_done: false })
+    } else if http::looks_like_request(client) {
+        Some(Stage::Http)
+    } else if client.starts_with(b"SSH-") || server.starts_with(b"SSH-") {
+        Some(Stage::Ssh)
+    } else if looks_like_dns_tcp(client) {
+        Some(Stage::DnsTcp)
+    } else {
+        None
+    }
+}
+
+/// DNS over UDP: a standard query or response with at least one question, that decodes.
+fn looks_like_dns(payload: &[u8]) -> bool {
+    dns::parse(payload).is_ok_and(|message| message.opcode == 0 && !message.questions.is_empty())
+}
+
+/// DNS over TCP: the first message decodes (or is on its way) as a query.
+fn looks_like_dns_tcp(stream: &[u8]) -> bool {
+    match dns::parse_tcp(stream) {
+        Ok((message, _)) => message.opcode == 0 && !message.questions.is_empty(),
+        Err(_) => false,
+    }
+}
+
+fn read_tls(
+    record: &mut FlowRecord,
+    client: &Option<Stream>,
+    server: &Option<Stream>,
+    client_done: &mut bool,
+    errors: &mut Counters,
+) -> bool {
+    if !*client_done {
+        let stream = client.as_ref().map_or(&[][..], Stream::data);
+        match tls::client_hello_from_stream(stream) {
+            Ok(hello) => {
+                record.tls = Some(tls_info(&hello));
+                *client_done = true;
+            }
+            Err(TlsError::Incomplete { .. }) => return !client.as_ref().is_some_and(Stream::overflowed),
+            Err(_) => {
+                errors.add("tls_client_hello_invalid");
+                return false;
+            }
+        }
+    }
+    let stream = server.as_ref().map_or(&[][..], Stream::data);
+    match tls::server_hello_from_stream(stream) {
+        Ok(hello) => {
+            if let Some(tls) = &mut record.tls {
+                tls.version = tls::version_name(hello.version);
+            }
+            false
+        }
+        Err(TlsError::Incomplete { .. }) => !server.as_ref().is_some_and(Stream::overflowed),
+        Err(_) => {
+            errors.add("tls_server_hello_invalid");
+            false
+        }
+    }
+}
+
+fn read_http(record: &mut FlowRecord, client: Option<&Stream>, errors: &mut Counters) -> bool {
+    match http::parse_request(client.map_or(&[][..], Stream::data)) {
+        Ok(request) => {
+            record.http = Some(HttpInfo {
+                method: request.method,
+                host: request.host,
+                path: request.path,
+                user_agent: request.user_agent,
+            });
+            false
+        }
+        Err(HttpError::Incomplete) => !client.is_some_and(Stream::overflowed),
+        Err(HttpError::Invalid { .. }) => {
+            errors.add("http_invalid");
+            false
+        }
+    }
+}
+
+/// Reads every whole DNS message in a TCP stream. Returns whether more may come.
+fn read_dns_tcp(record: &mut FlowRecord, stream: Option<&mut Stream>, errors: &mut Counters) -> bool {
+    let Some(stream) = stream else {
+        return true;
+    };
+    loop {
+        match dns::parse_tcp(stream.data()) {
+            Ok((message, used)) => {
+                add_dns(record, &message);
+                stream.consume(used);
+            }
+            Err(DnsError::Incomplete { .. }) => return !stream.overflowed(),
+            Err(DnsError::Invalid { .. }) => {
+                errors.add("dns_invalid");
+                return false;
+            }
+        }
+    }
+}
+
+/// Adds a message's questions (distinct) and answers to the record, within the per-flow limit.
+fn add_dns(record: &mut FlowRecord, message: &dns::Message) {
+    let info = record.dns.get_or_insert_with(DnsInfo::default);
+    for question in &message.questions {
+        let query = DnsQuery { name: question.name.clone(), qtype: dns::type_name(question.qtype) };
+        if info.queries.contains(&query) {
+            continue;
+        }
+        if info.queries.len() + info.answers.len() < MAX_DNS_ITEMS {
+            info.queries.push(query);
+        } else {
+            info.dropped += 1;
+        }
+    }
+    for answer in &message.answers {
+        if info.queries.len() + info.answers.len() < MAX_DNS_ITEMS {
+            info.answers.push(DnsAnswer {
+                name: answer.name.clone(),
+                rtype: dns::type_name(answer.rtype),
+                data: answer.data.to_string(),
+                ttl: answer.ttl,
+            });
+        } else {
+            info.dropped += 1;
+        }
+    }
+    if message.is_response {
+        info.rcode = Some(dns::rcode_name(message.rcode));
+    }
+}
+
+fn tls_info(hello: &ClientHello) -> TlsInfo {
+    let highest = hello.supported_versions.iter().copied().filter(|&v| !is_grease(v)).max();
+    TlsInfo {
+        sni: hello.sni.clone(),
+        alpn: alpn_names(hello),
+        version: tls::version_name(highest.unwrap_or(hello.version)),
+        ja3: hello.ja3(),
+        ja3_string: hello.ja3_string(),
+        ja4: hello.ja4(Ja4Transport::Tcp),
+    }
+}
+
+fn quic_info(hello: &ClientHello) -> QuicInfo {
+    QuicInfo { sni: hello.sni.clone(), alpn: alpn_names(hello), ja4: hello.ja4(Ja4Transport::Quic) }
+}
+
+/// GREASE values (RFC 8701): 0x?a?a with both bytes equal.
+fn is_grease(value: u16) -> bool {
+    value & 0x0f0f == 0x0a0a && value >> 8 == value & 0xff
+}
+
+fn alpn_names(hello: &ClientHello) -> Vec<String> {
+    hello.alpn.iter().map(|name| String::from_utf8_lossy(name).into_owned()).collect()
+}

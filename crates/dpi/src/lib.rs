@@ -4,5 +4,7 @@
 //!
 //! Layout:
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
+//! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
 
 pub mod dns;
+pub mod quic;

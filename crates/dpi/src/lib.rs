@@ -11,6 +11,7 @@
 //! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
 //! - [`analyzer`]: frames in, flow records out.
 //! - [`counters`]: counts by reason, for everything skipped or refused.
+//! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
 
 pub mod analyzer;
 pub mod counters;
@@ -18,5 +19,6 @@ pub mod dns;
 pub mod flow;
 pub mod http;
 mod inspect;
+pub mod quic;
 pub mod reassembly;
 pub mod record;

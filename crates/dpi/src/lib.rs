@@ -3,6 +3,11 @@
 //! whether more bytes would help, and never panics.
 //!
 //! Layout:
+//! - [`capture`]: pcap and pcapng files, streamed frame by frame from any reader.
+//! - [`packet`]: link, network and transport layers and tunnels, from a frame to its innermost
+//!   IP packet, without copying.
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
 
+pub mod capture;
 pub mod dns;
+pub mod packet;

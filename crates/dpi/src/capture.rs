@@ -692,3 +692,711 @@ fn error(offset: u64, reason: &'static str) -> CaptureError {
 fn to_usize(n: u32) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A frame as written: timestamp in nanoseconds, captured bytes, original length.
+    type Written = (i64, Vec<u8>, u32);
+
+    fn put16(out: &mut Vec<u8>, big: bool, v: u16) {
+        out.extend(if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
+    }
+
+    fn put32(out: &mut Vec<u8>, big: bool, v: u32) {
+        out.extend(if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
+    }
+
+    /// A classic pcap file; `magic` picks the timestamp unit (and the modified format).
+    fn pcap(big: bool, magic: u32, link: u32, frames: &[Written]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put32(&mut out, big, magic);
+        put16(&mut out, big, 2);
+        put16(&mut out, big, 4);
+        put32(&mut out, big, 0);
+        put32(&mut out, big, 0);
+        put32(&mut out, big, 65535);
+        put32(&mut out, big, link);
+        for (ts, data, orig) in frames {
+            let ts = u64::try_from(*ts).unwrap();
+            let (seconds, fraction) = match magic {
+                0xa1b2_3c4d => (ts / 1_000_000_000, ts % 1_000_000_000),
+                _ => (ts / 1_000_000_000, ts % 1_000_000_000 / 1000),
+            };
+            put32(&mut out, big, u32::try_from(seconds).unwrap());
+            put32(&mut out, big, u32::try_from(fraction).unwrap());
+            put32(&mut out, big, u32::try_from(data.len()).unwrap());
+            put32(&mut out, big, *orig);
+            if magic == 0xa1b2_cd34 {
+                out.extend([0; 8]);
+            }
+            out.extend(data);
+        }
+        out
+    }
+
+    /// Writes pcapng blocks, one section at a time.
+    struct Ng {
+        out: Vec<u8>,
+        big: bool,
+    }
+
+    impl Ng {
+        fn new() -> Self {
+            Ng {
+                out: Vec::new(),
+                big: false,
+            }
+        }
+
+        fn block(&mut self, block_type: u32, body: &[u8]) -> &mut Self {
+            let mut body = body.to_vec();
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+            let len = u32::try_from(body.len() + 12).unwrap();
+            let big = self.big;
+            put32(&mut self.out, big, block_type);
+            put32(&mut self.out, big, len);
+            self.out.extend(body);
+            put32(&mut self.out, big, len);
+            self
+        }
+
+        fn section(&mut self, big: bool) -> &mut Self {
+            self.big = big;
+            let mut body = Vec::new();
+            put32(&mut body, big, 0x1a2b_3c4d);
+            put16(&mut body, big, 1);
+            put16(&mut body, big, 0);
+            body.extend((-1i64).to_le_bytes());
+            self.block(PCAPNG_SHB, &body)
+        }
+
+        /// An option list from (code, value) pairs, with the end-of-options option.
+        fn options(&self, options: &[(u16, &[u8])]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (code, value) in options {
+                put16(&mut out, self.big, *code);
+                put16(&mut out, self.big, u16::try_from(value.len()).unwrap());
+                out.extend(*value);
+                while out.len() % 4 != 0 {
+                    out.push(0);
+                }
+            }
+            if !options.is_empty() {
+                out.extend([0; 4]);
+            }
+            out
+        }
+
+        fn interface(&mut self, link: u16, snaplen: u32, options: &[(u16, &[u8])]) -> &mut Self {
+            let mut body = Vec::new();
+            put16(&mut body, self.big, link);
+            put16(&mut body, self.big, 0);
+            put32(&mut body, self.big, snaplen);
+            body.extend(self.options(options));
+            self.block(PCAPNG_IDB, &body)
+        }
+
+        fn packet(&mut self, interface: u32, units: u64, data: &[u8], orig: u32) -> &mut Self {
+            let mut body = Vec::new();
+            put32(&mut body, self.big, interface);
+            put32(&mut body, self.big, u32::try_from(units >> 32).unwrap());
+            put32(
+                &mut body,
+                self.big,
+                u32::try_from(units & 0xffff_ffff).unwrap(),
+            );
+            put32(&mut body, self.big, u32::try_from(data.len()).unwrap());
+            put32(&mut body, self.big, orig);
+            body.extend(data);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+            body.extend(self.options(&[(1, b"a comment")]));
+            self.block(PCAPNG_EPB, &body)
+        }
+
+        fn simple(&mut self, data: &[u8], orig: u32) -> &mut Self {
+            let mut body = Vec::new();
+            put32(&mut body, self.big, orig);
+            body.extend(data);
+            self.block(PCAPNG_SPB, &body)
+        }
+
+        fn obsolete(&mut self, interface: u16, units: u64, data: &[u8]) -> &mut Self {
+            let mut body = Vec::new();
+            put16(&mut body, self.big, interface);
+            put16(&mut body, self.big, 0);
+            put32(&mut body, self.big, u32::try_from(units >> 32).unwrap());
+            put32(
+                &mut body,
+                self.big,
+                u32::try_from(units & 0xffff_ffff).unwrap(),
+            );
+            put32(&mut body, self.big, u32::try_from(data.len()).unwrap());
+            put32(&mut body, self.big, u32::try_from(data.len()).unwrap());
+            body.extend(data);
+            self.block(PCAPNG_PB, &body)
+        }
+    }
+
+    /// What a frame says, owned: (ts_ns, link, data, orig_len, offset).
+    type Read = (i64, LinkType, Vec<u8>, u32, u64);
+
+    /// Reads every frame; the error that ended the file, if one did.
+    fn read_all(mut reader: impl io::Read) -> (Vec<Read>, Option<CaptureError>) {
+        let mut capture = match CaptureReader::new(&mut reader) {
+            Ok(capture) => capture,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut frames = Vec::new();
+        loop {
+            match capture.next_frame() {
+                Ok(Some(f)) => {
+                    frames.push((f.ts_ns, f.link, f.data.to_vec(), f.orig_len, f.offset))
+                }
+                Ok(None) => return (frames, None),
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+    }
+
+    fn sample_frames() -> Vec<Written> {
+        vec![
+            (1_700_000_000_123_456_000, vec![1, 2, 3, 4, 5], 60),
+            (1_700_000_001_000_001_000, Vec::new(), 0),
+            (4_294_967_295_999_999_000, vec![0xff; 70], 70),
+        ]
+    }
+
+    #[test]
+    fn classic_pcap_in_both_byte_orders_and_both_units() {
+        for big in [false, true] {
+            for magic in [0xa1b2_c3d4, 0xa1b2_3c4d, 0xa1b2_cd34] {
+                let mut frames = sample_frames();
+                if magic == 0xa1b2_3c4d {
+                    frames[0].0 += 789; // nanoseconds survive in the nanosecond format
+                }
+                let file = pcap(big, magic, 1, &frames);
+                let mut capture = CaptureReader::new(file.as_slice()).unwrap();
+                assert_eq!(capture.format(), Format::Pcap);
+                let record_header = if magic == 0xa1b2_cd34 { 24 } else { 16 };
+                let mut offset = 24;
+                for (ts, data, orig) in &frames {
+                    let frame = capture.next_frame().unwrap().unwrap();
+                    assert_eq!(
+                        (
+                            frame.ts_ns,
+                            frame.link,
+                            frame.data,
+                            frame.orig_len,
+                            frame.offset
+                        ),
+                        (*ts, LinkType::Ethernet, data.as_slice(), *orig, offset),
+                        "big {big} magic {magic:x}"
+                    );
+                    offset += record_header + data.len() as u64;
+                }
+                assert!(capture.next_frame().unwrap().is_none());
+                assert!(
+                    capture.next_frame().unwrap().is_none(),
+                    "the end stays the end"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn link_types_by_number() {
+        for (number, link) in [
+            (0, LinkType::Null),
+            (1, LinkType::Ethernet),
+            (12, LinkType::Raw),
+            (14, LinkType::Raw),
+            (101, LinkType::Raw),
+            (108, LinkType::Loop),
+            (113, LinkType::LinuxSll),
+            (228, LinkType::Ipv4),
+            (229, LinkType::Ipv6),
+            (276, LinkType::LinuxSll2),
+            (147, LinkType::Other(147)),
+        ] {
+            assert_eq!(LinkType::from_number(number), link);
+            assert_eq!(LinkType::from_number(link.number()), link);
+        }
+        // The high bits of the pcap header's link field (FCS length) are not part of the type.
+        let file = pcap(false, 0xa1b2_c3d4, 0x1000_0000 | 113, &sample_frames());
+        let (frames, end) = read_all(file.as_slice());
+        assert!(end.is_none());
+        assert!(frames.iter().all(|f| f.1 == LinkType::LinuxSll));
+    }
+
+    /// Two sections in opposite byte orders; interfaces with their own link types and
+    /// resolutions; every packet block kind; blocks to skip.
+    fn pcapng_file() -> Vec<u8> {
+        let mut ng = Ng::new();
+        ng.section(false)
+            .interface(1, 0, &[])
+            .interface(101, 0, &[(9, &[9]), (2, b"eth0")])
+            .interface(228, 4, &[(9, &[0x80 | 20]), (14, &10i64.to_le_bytes())])
+            .block(5, &[0; 28]) // interface statistics
+            .packet(0, 1_600_000_000_000_001, &[1, 2, 3], 3)
+            .packet(1, 1_600_000_000_000_000_007, &[4; 9], 1500)
+            .block(4, &[0; 8]) // name resolution
+            .packet(2, 3 << 20 | 1 << 19, &[5; 4], 4)
+            .simple(&[6; 10], 10)
+            .obsolete(1, 1_600_000_001_000_000_000, &[7; 2])
+            .block(0x0bad, &[1, 2, 3]); // custom
+        ng.section(true)
+            .interface(113, 0, &[(9, &[3])])
+            .packet(0, 42, &[8; 16], 16);
+        ng.out
+    }
+
+    #[test]
+    fn pcapng_sections_interfaces_and_packet_blocks() {
+        let file = pcapng_file();
+        let capture = CaptureReader::new(file.as_slice()).unwrap();
+        assert_eq!(capture.format(), Format::PcapNg);
+        let (frames, end) = read_all(file.as_slice());
+        assert!(end.is_none(), "{end:?}");
+        let summary: Vec<_> = frames
+            .iter()
+            .map(|f| (f.0, f.1, f.2.clone(), f.3))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    1_600_000_000_000_001_000,
+                    LinkType::Ethernet,
+                    vec![1, 2, 3],
+                    3
+                ),
+                (1_600_000_000_000_000_007, LinkType::Raw, vec![4; 9], 1500),
+                // 2^-20 s units: 3.5 s, plus the interface's 10 s offset.
+                (13_500_000_000, LinkType::Ipv4, vec![5; 4], 4),
+                // A simple packet block: interface 0, no timestamp of its own.
+                (13_500_000_000, LinkType::Ethernet, vec![6; 10], 10),
+                (1_600_000_001_000_000_000, LinkType::Raw, vec![7; 2], 2),
+                (42_000_000, LinkType::LinuxSll, vec![8; 16], 16),
+            ]
+        );
+        // Offsets point at each packet's block.
+        for (_, _, _, _, offset) in &frames {
+            let offset = usize::try_from(*offset).unwrap();
+            let block_type = &file[offset..offset + 4];
+            assert!(
+                [[6, 0, 0, 0], [3, 0, 0, 0], [2, 0, 0, 0], [0, 0, 0, 6]]
+                    .contains(&block_type.try_into().unwrap()),
+                "offset {offset} is not a packet block"
+            );
+        }
+    }
+
+    #[test]
+    fn simple_packet_blocks_are_cut_at_the_snapshot_length() {
+        let mut ng = Ng::new();
+        ng.section(false).interface(1, 6, &[]).simple(&[9; 10], 100);
+        let (frames, end) = read_all(ng.out.as_slice());
+        assert!(end.is_none());
+        assert_eq!(frames.len(), 1);
+        assert_eq!((frames[0].2.as_slice(), frames[0].3), (&[9u8; 6][..], 100));
+    }
+
+    #[test]
+    fn timestamp_resolutions() {
+        let at = |resolution: u8, units: u64| {
+            let scale = Scale::new(resolution);
+            Interface {
+                link: LinkType::Ethernet,
+                snaplen: 0,
+                scale,
+                offset_ns: 0,
+            }
+            .nanoseconds(units)
+        };
+        assert_eq!(at(6, 1_500_000), 1_500_000_000);
+        assert_eq!(at(0, 2), 2_000_000_000);
+        assert_eq!(at(9, 7), 7);
+        assert_eq!(at(12, 7_000_000_000_000), 7_000_000_000);
+        assert_eq!(at(0x80, 3), 3_000_000_000);
+        assert_eq!(at(0x80 | 10, 1536), 1_500_000_000);
+        assert_eq!(at(0x80 | 30, 1 << 30), 1_000_000_000);
+        assert_eq!(at(0x7f, u64::MAX), 0, "10^-127 s units round to 0");
+        assert_eq!(at(0, u64::MAX), i64::MAX, "saturates");
+    }
+
+    /// Every prefix of a file reads the frames whose records it holds whole; it ends cleanly
+    /// when cut between records, and with a truncation error at the cut record otherwise.
+    fn check_prefixes(file: &[u8], record_starts: &[u64], header_len: usize) {
+        let (all, end) = read_all(file);
+        assert!(end.is_none());
+        for cut in 0..file.len() {
+            let (frames, end) = read_all(&file[..cut]);
+            assert_eq!(frames, all[..frames.len()], "cut at {cut}");
+            if cut < header_len {
+                assert_eq!(end.unwrap().offset, 0, "cut at {cut}");
+                continue;
+            }
+            let cut = cut as u64;
+            let record = record_starts
+                .iter()
+                .rev()
+                .find(|&&s| s <= cut)
+                .copied()
+                .unwrap();
+            // Frames are in the records before the cut one.
+            let frames_before = all.iter().filter(|f| f.4 < record).count();
+            assert_eq!(frames.len(), frames_before, "cut at {cut}");
+            if record == cut {
+                assert!(end.is_none(), "cut at {cut} is between records: {end:?}");
+            } else {
+                let error = end.unwrap();
+                assert!(error.is_truncated(), "cut at {cut}: {error}");
+                assert_eq!(error.offset, record, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_a_pcap_file() {
+        let file = pcap(true, 0xa1b2_c3d4, 1, &sample_frames());
+        let starts: Vec<u64> = read_all(file.as_slice()).0.iter().map(|f| f.4).collect();
+        assert_eq!(starts, [24, 45, 61]);
+        check_prefixes(&file, &starts, 24);
+    }
+
+    #[test]
+    fn every_truncation_of_a_pcapng_file() {
+        let file = pcapng_file();
+        // Block starts, found by walking the lengths; the second section is big-endian.
+        let mut starts = Vec::new();
+        let mut at = 0;
+        while at < file.len() {
+            starts.push(at as u64);
+            let len: [u8; 4] = file[at + 4..at + 8].try_into().unwrap();
+            let len = if starts.len() > 12 {
+                u32::from_be_bytes(len)
+            } else {
+                u32::from_le_bytes(len)
+            };
+            at += usize::try_from(len).unwrap();
+        }
+        assert_eq!(at, file.len());
+        // Cut inside the first section header, `new` fails; at its end, the file is empty.
+        check_prefixes(&file, &starts, 28);
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_at_the_record() {
+        // A classic record longer than the limit.
+        let mut file = pcap(false, 0xa1b2_c3d4, 1, &sample_frames()[..1]);
+        let second = file.len();
+        file.extend(pcap(false, 0xa1b2_c3d4, 1, &sample_frames()[..1])[24..].iter());
+        file[second + 8..second + 12].copy_from_slice(&(17u32 << 20).to_le_bytes());
+        let (frames, end) = read_all(file.as_slice());
+        assert_eq!(frames.len(), 1);
+        let error = end.unwrap();
+        assert_eq!(
+            (error.offset, error.reason),
+            (second as u64, "record longer than the 16 MiB limit")
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("at byte {second}: record longer than the 16 MiB limit")
+        );
+        assert!(!error.is_truncated());
+
+        // pcapng blocks, each broken in one way, after a good section header and interface.
+        let block = |f: &dyn Fn(&mut Ng, usize)| {
+            let mut ng = Ng::new();
+            ng.section(false).interface(1, 0, &[]);
+            let at = ng.out.len();
+            f(&mut ng, at);
+            let (frames, end) = read_all(ng.out.as_slice());
+            assert!(frames.is_empty());
+            let error = end.unwrap();
+            assert_eq!(error.offset, at as u64);
+            error.reason
+        };
+        let set_u32 = |ng: &mut Ng, at: usize, value: u32| {
+            ng.out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        };
+        assert_eq!(
+            block(&|ng, at| {
+                ng.packet(0, 1, &[1; 8], 8);
+                set_u32(ng, at + 4, 1 << 30);
+            }),
+            "block longer than the 16 MiB limit"
+        );
+        assert_eq!(
+            block(&|ng, at| {
+                ng.packet(0, 1, &[1; 8], 8);
+                ng.out[at + 4] += 2;
+            }),
+            "block length is not a multiple of 4 of at least 12"
+        );
+        assert_eq!(
+            block(&|ng, at| {
+                ng.packet(0, 1, &[1; 8], 8);
+                set_u32(ng, at + 4, 8);
+            }),
+            "block length is not a multiple of 4 of at least 12"
+        );
+        assert_eq!(
+            block(&|ng, _| {
+                ng.packet(0, 1, &[1; 8], 8);
+                let end = ng.out.len();
+                ng.out[end - 4] += 4;
+            }),
+            "block's trailing length differs from its leading length"
+        );
+        assert_eq!(
+            block(&|ng, _| {
+                ng.packet(3, 1, &[1; 8], 8);
+            }),
+            "packet block names an interface not described in its section"
+        );
+        assert_eq!(
+            block(&|ng, at| {
+                ng.packet(0, 1, &[1; 8], 8);
+                set_u32(ng, at + 20, 100);
+            }),
+            "packet data runs past its block"
+        );
+        assert_eq!(
+            block(&|ng, _| {
+                ng.block(PCAPNG_EPB, &[0; 16]);
+            }),
+            "packet block shorter than its fields"
+        );
+        assert_eq!(
+            block(&|ng, _| {
+                // if_tsresol claiming 8 bytes where the block has 4 left.
+                ng.block(
+                    PCAPNG_IDB,
+                    &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 8, 0, 6, 0, 0, 0],
+                );
+            }),
+            "option runs past the end of its block"
+        );
+        let mut no_interface = Ng::new();
+        no_interface.section(false).simple(&[1, 2], 2);
+        let error = read_all(no_interface.out.as_slice()).1.unwrap();
+        assert_eq!(
+            (error.offset, error.reason),
+            (28, "simple packet block in a section without interfaces")
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_captures() {
+        for (bytes, offset, reason) in [
+            (&b""[..], 0, "shorter than a capture file header"),
+            (
+                b"GIF89a..",
+                0,
+                "not a pcap or pcapng file (unknown magic number)",
+            ),
+            (
+                &[0xd4, 0xc3, 0xb2, 0xa1, 2, 0],
+                0,
+                "the file ends inside the pcap file header",
+            ),
+            (
+                &[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 1, 2, 3, 4],
+                0,
+                "section header with a bad byte-order magic",
+            ),
+        ] {
+            let error = CaptureReader::new(bytes).err().unwrap();
+            assert_eq!((error.offset, error.reason), (offset, reason));
+        }
+        let mut version3 = pcap(false, 0xa1b2_c3d4, 1, &[]);
+        version3[4] = 3;
+        let error = CaptureReader::new(version3.as_slice()).err().unwrap();
+        assert_eq!(error.reason, "unsupported pcap version (not 2.x)");
+        let mut ng = Ng::new();
+        ng.section(false);
+        ng.out[12] = 2;
+        let error = CaptureReader::new(ng.out.as_slice()).err().unwrap();
+        assert_eq!(error.reason, "unsupported pcapng version (not 1.x)");
+    }
+
+    /// Hands out at most `step` bytes per read, with an interruption before each.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        interrupt: bool,
+    }
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_reads_and_large_records() {
+        // Records that cross the reader's chunks, and one larger than a chunk.
+        let mut frames: Vec<Written> = (0..40)
+            .map(|i| {
+                (
+                    i * 1000,
+                    vec![u8::try_from(i).unwrap(); 9000 + usize::try_from(i).unwrap()],
+                    0,
+                )
+            })
+            .collect();
+        frames.push((7, vec![0xab; CHUNK_LEN * 3 + 5], 1));
+        frames.push((8, vec![1; 10], 1));
+        for file in [pcap(false, 0xa1b2_c3d4, 1, &frames), {
+            let mut ng = Ng::new();
+            ng.section(true).interface(1, 0, &[]);
+            for (ts, data, orig) in &frames {
+                ng.packet(0, u64::try_from(*ts).unwrap() / 1000, data, *orig);
+            }
+            ng.out
+        }] {
+            let (whole, end) = read_all(file.as_slice());
+            assert!(end.is_none());
+            assert_eq!(whole.len(), frames.len());
+            for ((_, _, data, _, _), (_, written, _)) in whole.iter().zip(&frames) {
+                assert_eq!(data, written);
+            }
+            for step in [1, 7, 4096] {
+                let trickle = Trickle {
+                    bytes: &file,
+                    step,
+                    interrupt: false,
+                };
+                let (read, end) = read_all(trickle);
+                assert!(end.is_none());
+                assert_eq!(read, whole, "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn read_errors_are_reported_with_their_cause() {
+        struct Failing;
+        impl io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let file = pcap(false, 0xa1b2_c3d4, 1, &sample_frames());
+        let (frames, end) = read_all(io::Read::chain(&file[..40], Failing));
+        assert!(frames.is_empty());
+        let error = end.unwrap();
+        assert_eq!(
+            (error.offset, error.reason),
+            (40, "reading the file failed")
+        );
+        assert_eq!(error.io.unwrap().to_string(), "disk on fire");
+    }
+
+    fn any_frames() -> impl Strategy<Value = Vec<Written>> {
+        prop::collection::vec(
+            (
+                0i64..4_000_000_000_000_000_000,
+                prop::collection::vec(any::<u8>(), 0..300),
+                any::<u32>(),
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn pcap_round_trip(frames in any_frames(), big in any::<bool>(), nanos in any::<bool>()) {
+            let magic = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+            let (read, end) = read_all(pcap(big, magic, 101, &frames).as_slice());
+            prop_assert!(end.is_none());
+            let read: Vec<Written> = read.into_iter().map(|f| (f.0, f.2, f.3)).collect();
+            let expected: Vec<Written> = frames
+                .into_iter()
+                .map(|(ts, data, orig)| (if nanos { ts } else { ts / 1000 * 1000 }, data, orig))
+                .collect();
+            prop_assert_eq!(read, expected);
+        }
+
+        #[test]
+        fn pcapng_round_trip(frames in any_frames(), big in any::<bool>(), resolution in 0u8..=9) {
+            let mut ng = Ng::new();
+            ng.section(big).interface(1, 0, &[(9, &[resolution])]);
+            let unit = 10i64.pow(9 - u32::from(resolution));
+            for (ts, data, orig) in &frames {
+                ng.packet(0, u64::try_from(ts / unit).unwrap(), data, *orig);
+            }
+            let (read, end) = read_all(ng.out.as_slice());
+            prop_assert!(end.is_none());
+            let read: Vec<Written> = read.into_iter().map(|f| (f.0, f.2, f.3)).collect();
+            let expected: Vec<Written> =
+                frames.into_iter().map(|(ts, data, orig)| (ts / unit * unit, data, orig)).collect();
+            prop_assert_eq!(read, expected);
+        }
+
+        #[test]
+        fn arbitrary_bytes_give_frames_inside_the_file_or_an_error(
+            head in prop::sample::select(vec![
+                vec![],
+                vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0],
+                vec![0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4],
+                vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0],
+            ]),
+            tail in prop::collection::vec(any::<u8>(), 0..2000),
+        ) {
+            let mut file = head;
+            file.extend(tail);
+            check_frames_inside(&file)?;
+        }
+
+        #[test]
+        fn corrupted_files_give_frames_inside_the_file_or_an_error(
+            ng in any::<bool>(),
+            corruptions in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut file = if ng { pcapng_file() } else { pcap(false, 0xa1b2_c3d4, 1, &sample_frames()) };
+            for (at, value) in corruptions {
+                let at = at.index(file.len());
+                file[at] = value;
+            }
+            check_frames_inside(&file)?;
+        }
+    }
+
+    /// Reading ends (with or without an error), and every frame is a part of the file after
+    /// the previous one's record.
+    fn check_frames_inside(file: &[u8]) -> Result<(), TestCaseError> {
+        let (frames, _) = read_all(file);
+        let mut previous: Option<u64> = None;
+        for (_, _, data, _, offset) in frames {
+            prop_assert!(previous.is_none_or(|p| p < offset));
+            prop_assert!(usize::try_from(offset).unwrap() + data.len() <= file.len());
+            previous = Some(offset);
+        }
+        Ok(())
+    }
+}

@@ -3,22 +3,29 @@
 //! whether more bytes would help, and never panics.
 //!
 //! Layout:
+//! - [`capture`]: pcap and pcapng files, streamed frame by frame from any reader.
+//! - [`packet`]: link, network and transport layers and tunnels, from a frame to its innermost
+//!   IP packet, without copying.
+//! - [`reassembly`]: the first bytes of each direction of a TCP stream, in order.
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
 //! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
-//! - [`reassembly`]: the first bytes of each direction of a TCP stream, in order.
+//! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
+//! - [`dhcp`]: DHCPv4 messages (device MAC, host name, address).
+//! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
 //! - [`record`]: the flow record, as written by `palisade analyze` and `palisade sensor`.
 //! - [`flow`]: the flow table (5-tuple flows, counters, TCP state, timeouts, eviction).
-//! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
 //! - [`analyzer`]: frames in, flow records out.
 //! - [`counters`]: counts by reason, for everything skipped or refused.
-//! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
 
 pub mod analyzer;
+pub mod capture;
 pub mod counters;
+pub mod dhcp;
 pub mod dns;
 pub mod flow;
 pub mod http;
 mod inspect;
+pub mod packet;
 pub mod quic;
 pub mod reassembly;
 pub mod record;

@@ -94,7 +94,7 @@ pub enum Fragment {
 }
 
 /// An encapsulation that was removed to reach the inner packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tunnel {
     /// GRE carrying IPv4, IPv6 or Ethernet.
     Gre,

@@ -4,5 +4,7 @@
 //!
 //! Layout:
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
+//! - [`tls`]: TLS ClientHello and ServerHello from the start of a stream, JA3 and JA4 fingerprints.
 
 pub mod dns;
+pub mod tls;

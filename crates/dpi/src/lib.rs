@@ -9,6 +9,7 @@
 //! - [`reassembly`]: the first bytes of each direction of a TCP stream, in order.
 //! - [`dns`]: DNS messages over UDP and TCP (queries, answers, name compression).
 //! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
+//! - [`tls`]: TLS ClientHello and ServerHello; JA3 and JA4 (client) fingerprints.
 //! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
 //! - [`dhcp`]: DHCPv4 messages (device MAC, host name, address).
 //! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
@@ -29,3 +30,4 @@ pub mod packet;
 pub mod quic;
 pub mod reassembly;
 pub mod record;
+pub mod tls;

@@ -64,10 +64,17 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let config = FlowConfig { max_flows: args.max_flows.max(1), ..FlowConfig::default() };
+    let config = FlowConfig {
+        max_flows: args.max_flows.max(1),
+        ..FlowConfig::default()
+    };
     let mut analyzer = Analyzer::new(config);
     let stdout = io::stdout().lock();
-    let mut output = Output::new(args.format, args.summary, BufWriter::with_capacity(1 << 16, stdout));
+    let mut output = Output::new(
+        args.format,
+        args.summary,
+        BufWriter::with_capacity(1 << 16, stdout),
+    );
     let broke = loop {
         match reader.next_frame() {
             Ok(Some(frame)) => analyzer.frame(&frame, &mut |record| output.record(record)),
@@ -98,7 +105,13 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn new(format: Format, summary: bool, sink: W) -> Self {
         let summary = summary.then(Summary::default);
-        Output { format, sink, summary, table_header: false, error: None }
+        Output {
+            format,
+            sink,
+            summary,
+            table_header: false,
+            error: None,
+        }
     }
 
     fn record(&mut self, record: FlowRecord) {
@@ -153,7 +166,13 @@ fn write_table_row(sink: &mut impl Write, record: &FlowRecord, header: bool) -> 
         .and_then(|tls| tls.sni.clone())
         .or_else(|| record.quic.as_ref().and_then(|quic| quic.sni.clone()))
         .or_else(|| record.http.as_ref().and_then(|http| http.host.clone()))
-        .or_else(|| record.dns.as_ref().and_then(|dns| dns.queries.first()).map(|q| q.name.clone()))
+        .or_else(|| {
+            record
+                .dns
+                .as_ref()
+                .and_then(|dns| dns.queries.first())
+                .map(|q| q.name.clone())
+        })
         .unwrap_or_default();
     writeln!(
         sink,
@@ -198,23 +217,39 @@ impl Summary {
         *self.app_protos.entry(record.app_proto.name()).or_default() += 1;
         if let Some(dns) = &record.dns {
             for query in &dns.queries {
-                *self.domains.entry(query.name.to_ascii_lowercase()).or_default() += 1;
+                *self
+                    .domains
+                    .entry(query.name.to_ascii_lowercase())
+                    .or_default() += 1;
             }
         }
         let sni = record.tls.as_ref().and_then(|tls| tls.sni.as_ref());
         let sni = sni.or_else(|| record.quic.as_ref().and_then(|quic| quic.sni.as_ref()));
         if let Some(sni) = sni {
-            *self.server_names.entry(sni.to_ascii_lowercase()).or_default() += 1;
+            *self
+                .server_names
+                .entry(sni.to_ascii_lowercase())
+                .or_default() += 1;
         }
     }
 
     fn report(self, totals: &Totals) -> Report<'_> {
-        let seconds = totals.span_ns.map_or(0.0, |(first, last)| (last - first) as f64 / 1e9);
+        let seconds = totals
+            .span_ns
+            .map_or(0.0, |(first, last)| (last - first) as f64 / 1e9);
         Report {
             totals,
             seconds,
-            app_protos: top(self.app_protos.into_iter().map(|(k, v)| (k.to_owned(), v)), usize::MAX),
-            top_talkers: top(self.talkers.into_iter().map(|(ip, bytes)| (ip.to_string(), bytes)), TOP),
+            app_protos: top(
+                self.app_protos.into_iter().map(|(k, v)| (k.to_owned(), v)),
+                usize::MAX,
+            ),
+            top_talkers: top(
+                self.talkers
+                    .into_iter()
+                    .map(|(ip, bytes)| (ip.to_string(), bytes)),
+                TOP,
+            ),
             top_domains: top(self.domains, TOP),
             top_server_names: top(self.server_names, TOP),
         }
@@ -238,8 +273,17 @@ struct Report<'t> {
 impl Report<'_> {
     fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let t = self.totals;
-        writeln!(out, "frames      {} ({} bytes on the wire, {:.3} s)", t.frames, t.wire_bytes, self.seconds)?;
-        writeln!(out, "packets     {} decoded, {} skipped", t.packets, t.skipped.total())?;
+        writeln!(
+            out,
+            "frames      {} ({} bytes on the wire, {:.3} s)",
+            t.frames, t.wire_bytes, self.seconds
+        )?;
+        writeln!(
+            out,
+            "packets     {} decoded, {} skipped",
+            t.packets,
+            t.skipped.total()
+        )?;
         for (reason, count) in t.skipped.iter() {
             writeln!(out, "              {reason}: {count}")?;
         }

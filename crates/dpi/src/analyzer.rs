@@ -41,7 +41,10 @@ pub struct Totals {
 impl Analyzer {
     /// An analyzer whose flow table has `config`.
     pub fn new(config: FlowConfig) -> Self {
-        Analyzer { table: FlowTable::new(config), totals: Totals::default() }
+        Analyzer {
+            table: FlowTable::new(config),
+            totals: Totals::default(),
+        }
     }
 
     /// Adds one frame; records of flows that ended are passed to `emit`.
@@ -65,7 +68,17 @@ impl Analyzer {
     /// Ends every flow still open and returns the totals.
     pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> Totals {
         self.table.flush(emit);
-        let FlowStats { flows, evicted, decode_errors, .. } = self.table.stats().clone();
-        Totals { flows, evicted, decode_errors, ..self.totals }
+        let FlowStats {
+            flows,
+            evicted,
+            decode_errors,
+            ..
+        } = self.table.stats().clone();
+        Totals {
+            flows,
+            evicted,
+            decode_errors,
+            ..self.totals
+        }
     }
 }

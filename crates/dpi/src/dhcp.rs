@@ -43,7 +43,9 @@ pub struct Message {
 /// Decodes one DHCP message (a UDP payload on port 67 or 68).
 pub fn parse(msg: &[u8]) -> Result<Message, DhcpError> {
     let invalid = |offset, reason| DhcpError::Invalid { offset, reason };
-    let fixed = msg.get(..FIXED_LEN).ok_or(invalid(msg.len(), "shorter than the fixed header"))?;
+    let fixed = msg
+        .get(..FIXED_LEN)
+        .ok_or(invalid(msg.len(), "shorter than the fixed header"))?;
     if fixed.get(236..240) != Some(&MAGIC_COOKIE[..]) {
         return Err(invalid(236, "no DHCP magic cookie"));
     }
@@ -53,7 +55,9 @@ pub fn parse(msg: &[u8]) -> Result<Message, DhcpError> {
     }
     let (htype, hlen) = (fixed.get(1).copied(), fixed.get(2).copied());
     let client_mac = if htype == Some(1) && hlen == Some(6) {
-        fixed.get(28..34).and_then(|mac| <[u8; 6]>::try_from(mac).ok())
+        fixed
+            .get(28..34)
+            .and_then(|mac| <[u8; 6]>::try_from(mac).ok())
     } else {
         None
     };
@@ -76,9 +80,13 @@ pub fn parse(msg: &[u8]) -> Result<Message, DhcpError> {
             255 => break,
             _ => {}
         }
-        let len = usize::from(*msg.get(pos + 1).ok_or(invalid(pos + 1, "option without length"))?);
-        let value =
-            msg.get(pos + 2..pos + 2 + len).ok_or(invalid(pos, "option runs past the message"))?;
+        let len = usize::from(
+            *msg.get(pos + 1)
+                .ok_or(invalid(pos + 1, "option without length"))?,
+        );
+        let value = msg
+            .get(pos + 2..pos + 2 + len)
+            .ok_or(invalid(pos, "option runs past the message"))?;
         match code {
             12 if !value.is_empty() => {
                 message.hostname = Some(String::from_utf8_lossy(value).into_owned());
@@ -142,24 +150,45 @@ mod tests {
         let mut msg = request();
         msg[0] = 2;
         msg[16..20].copy_from_slice(&[10, 0, 0, 9]);
-        assert_eq!(parse(&msg).unwrap().your_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
+        assert_eq!(
+            parse(&msg).unwrap().your_ip,
+            Some(Ipv4Addr::new(10, 0, 0, 9))
+        );
     }
 
     #[test]
     fn broken_messages_name_the_offset() {
         let short = request()[..100].to_vec();
-        assert_eq!(parse(&short), Err(DhcpError::Invalid { offset: 100, reason: "shorter than the fixed header" }));
+        assert_eq!(
+            parse(&short),
+            Err(DhcpError::Invalid {
+                offset: 100,
+                reason: "shorter than the fixed header"
+            })
+        );
         let mut no_cookie = request();
         no_cookie[236] = 0;
-        assert!(matches!(parse(&no_cookie), Err(DhcpError::Invalid { offset: 236, .. })));
+        assert!(matches!(
+            parse(&no_cookie),
+            Err(DhcpError::Invalid { offset: 236, .. })
+        ));
         let mut overrun = request();
         overrun.truncate(overrun.len() - 3);
-        assert!(matches!(parse(&overrun), Err(DhcpError::Invalid { reason: "option runs past the message", .. })));
+        assert!(matches!(
+            parse(&overrun),
+            Err(DhcpError::Invalid {
+                reason: "option runs past the message",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn reads_the_corpus_capture() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/pcap/foxio-ja4/dhcp.pcapng");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/corpus/pcap/foxio-ja4/dhcp.pcapng"
+        );
         let Ok(bytes) = std::fs::read(path) else {
             println!("skipped: corpus not found");
             return;
@@ -169,11 +198,17 @@ mod tests {
             .windows(4)
             .enumerate()
             .filter(|(_, w)| *w == MAGIC_COOKIE)
-            .filter_map(|(i, _)| i.checked_sub(236).and_then(|start| parse(&bytes[start..]).ok()))
+            .filter_map(|(i, _)| {
+                i.checked_sub(236)
+                    .and_then(|start| parse(&bytes[start..]).ok())
+            })
             .collect();
         assert_eq!(found.len(), 4);
         assert_eq!(found[0].message_type, Some(1));
-        assert_eq!(found[0].client_mac, Some([0x00, 0x0b, 0x82, 0x01, 0xfc, 0x42]));
+        assert_eq!(
+            found[0].client_mac,
+            Some([0x00, 0x0b, 0x82, 0x01, 0xfc, 0x42])
+        );
     }
 
     proptest! {

@@ -200,10 +200,13 @@ impl FlowTable {
 
     /// Removes a flow and writes its record.
     fn end(&mut self, id: u32, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
+        let Some(class) = self.slot(id).map(|slot| slot.class) else {
+            return;
+        };
+        self.unlink(id, class);
         let Some(slot) = self.slots.get_mut(slot_index(id)).and_then(Option::take) else {
             return;
         };
-        self.unlink(id, slot.class);
         self.index.remove(&slot.key);
         self.free.push(id);
         let mut record = slot.record;
@@ -224,7 +227,10 @@ impl FlowTable {
     }
 
     fn links(&mut self, id: u32) -> Option<&mut Links> {
-        self.slots.get_mut(slot_index(id)).and_then(Option::as_mut).map(|slot| &mut slot.links)
+        self.slots
+            .get_mut(slot_index(id))
+            .and_then(Option::as_mut)
+            .map(|slot| &mut slot.links)
     }
 
     fn push_back(&mut self, id: u32, class: usize) {
@@ -232,7 +238,10 @@ impl FlowTable {
             return;
         };
         if let Some(links) = self.links(id) {
-            *links = Links { prev: list.tail, next: None };
+            *links = Links {
+                prev: list.tail,
+                next: None,
+            };
         }
         match list.tail.and_then(|tail| self.links(tail)) {
             Some(tail) => tail.next = Some(id),
@@ -286,7 +295,10 @@ struct List {
 }
 
 impl List {
-    const EMPTY: List = List { head: None, tail: None };
+    const EMPTY: List = List {
+        head: None,
+        tail: None,
+    };
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -311,9 +323,23 @@ impl FlowKey {
         let dst = (octets(packet.dst), dst_port);
         let proto = packet.transport.protocol_number();
         if src <= dst {
-            (FlowKey { lo: src, hi: dst, proto }, true)
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    proto,
+                },
+                true,
+            )
         } else {
-            (FlowKey { lo: dst, hi: src, proto }, false)
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    proto,
+                },
+                false,
+            )
         }
     }
 }
@@ -340,9 +366,15 @@ impl Slot {
         let (src_port, dst_port) = packet.transport.ports();
         let (src_mac, dst_mac) = (packet.src_mac.map(Mac), packet.dst_mac.map(Mac));
         let ((src_ip, src_port, src_mac), (dst_ip, dst_port, dst_mac)) = if src_is_client {
-            ((packet.src, src_port, src_mac), (packet.dst, dst_port, dst_mac))
+            (
+                (packet.src, src_port, src_mac),
+                (packet.dst, dst_port, dst_mac),
+            )
         } else {
-            ((packet.dst, dst_port, dst_mac), (packet.src, src_port, src_mac))
+            (
+                (packet.dst, dst_port, dst_mac),
+                (packet.src, src_port, src_mac),
+            )
         };
         let proto = Proto(packet.transport.protocol_number());
         let record = FlowRecord {
@@ -463,7 +495,12 @@ impl Slot {
 /// Whether the first packet seen of a flow comes from its client.
 fn src_is_client(packet: &Packet<'_>) -> bool {
     match packet.transport {
-        Transport::Tcp { flags, src_port, dst_port, .. } => {
+        Transport::Tcp {
+            flags,
+            src_port,
+            dst_port,
+            ..
+        } => {
             if flags & tcp_flags::SYN != 0 {
                 flags & tcp_flags::ACK == 0
             } else {

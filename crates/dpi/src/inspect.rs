@@ -14,7 +14,9 @@ use crate::http::{self, HttpError};
 use crate::packet::{Packet, Transport};
 use crate::quic::{self, ClientInitials};
 use crate::reassembly::Stream;
-use crate::record::{AppProto, DnsAnswer, DnsInfo, DnsQuery, FlowRecord, HttpInfo, QuicInfo, TlsInfo};
+use crate::record::{
+    AppProto, DnsAnswer, DnsInfo, DnsQuery, FlowRecord, HttpInfo, QuicInfo, TlsInfo,
+};
 use crate::tls::{self, ClientHello, Ja4Transport, TlsError};
 
 /// Bytes of each direction of a TCP stream that are reassembled: a TLS record of the largest
@@ -55,7 +57,10 @@ enum Stage {
     /// SSH: recognised from its banner; nothing more is read.
     Ssh,
     /// QUIC: client Initials until the ClientHello is whole.
-    Quic { initials: Box<ClientInitials>, datagrams: u32 },
+    Quic {
+        initials: Box<ClientInitials>,
+        datagrams: u32,
+    },
 }
 
 impl Inspector {
@@ -91,7 +96,11 @@ impl Inspector {
 
     /// Adds a TCP segment to the stream of its direction.
     fn tcp_segment(&mut self, seq: u32, flags: u8, payload: &[u8], from_client: bool) {
-        let stream = if from_client { &mut self.client } else { &mut self.server };
+        let stream = if from_client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
         let stream = stream.get_or_insert_with(|| Stream::new(STREAM_CAP));
         if flags & crate::packet::tcp_flags::SYN != 0 {
             stream.syn(seq);
@@ -132,7 +141,10 @@ impl Inspector {
     ) -> bool {
         if let Stage::Recognise = self.stage {
             if from_client && quic::is_client_initial(payload) {
-                self.stage = Stage::Quic { initials: Box::default(), datagrams: 0 };
+                self.stage = Stage::Quic {
+                    initials: Box::default(),
+                    datagrams: 0,
+                };
             } else if looks_like_dns(payload) {
                 self.stage = Stage::DnsUdp;
             } else {
@@ -148,7 +160,10 @@ impl Inspector {
                 }
                 true
             }
-            Stage::Quic { initials, datagrams } => {
+            Stage::Quic {
+                initials,
+                datagrams,
+            } => {
                 if !from_client {
                     return true;
                 }
@@ -230,7 +245,9 @@ fn read_tls(
                 record.tls = Some(tls_info(&hello));
                 *client_done = true;
             }
-            Err(TlsError::Incomplete { .. }) => return !client.as_ref().is_some_and(Stream::overflowed),
+            Err(TlsError::Incomplete { .. }) => {
+                return !client.as_ref().is_some_and(Stream::overflowed);
+            }
             Err(_) => {
                 errors.add("tls_client_hello_invalid");
                 return false;
@@ -273,7 +290,11 @@ fn read_http(record: &mut FlowRecord, client: Option<&Stream>, errors: &mut Coun
 }
 
 /// Reads every whole DNS message in a TCP stream. Returns whether more may come.
-fn read_dns_tcp(record: &mut FlowRecord, stream: Option<&mut Stream>, errors: &mut Counters) -> bool {
+fn read_dns_tcp(
+    record: &mut FlowRecord,
+    stream: Option<&mut Stream>,
+    errors: &mut Counters,
+) -> bool {
     let Some(stream) = stream else {
         return true;
     };
@@ -296,7 +317,10 @@ fn read_dns_tcp(record: &mut FlowRecord, stream: Option<&mut Stream>, errors: &m
 fn add_dns(record: &mut FlowRecord, message: &dns::Message) {
     let info = record.dns.get_or_insert_with(DnsInfo::default);
     for question in &message.questions {
-        let query = DnsQuery { name: question.name.clone(), qtype: dns::type_name(question.qtype) };
+        let query = DnsQuery {
+            name: question.name.clone(),
+            qtype: dns::type_name(question.qtype),
+        };
         if info.queries.contains(&query) {
             continue;
         }
@@ -324,7 +348,12 @@ fn add_dns(record: &mut FlowRecord, message: &dns::Message) {
 }
 
 fn tls_info(hello: &ClientHello) -> TlsInfo {
-    let highest = hello.supported_versions.iter().copied().filter(|&v| !is_grease(v)).max();
+    let highest = hello
+        .supported_versions
+        .iter()
+        .copied()
+        .filter(|&v| !is_grease(v))
+        .max();
     TlsInfo {
         sni: hello.sni.clone(),
         alpn: alpn_names(hello),
@@ -336,7 +365,11 @@ fn tls_info(hello: &ClientHello) -> TlsInfo {
 }
 
 fn quic_info(hello: &ClientHello) -> QuicInfo {
-    QuicInfo { sni: hello.sni.clone(), alpn: alpn_names(hello), ja4: hello.ja4(Ja4Transport::Quic) }
+    QuicInfo {
+        sni: hello.sni.clone(),
+        alpn: alpn_names(hello),
+        ja4: hello.ja4(Ja4Transport::Quic),
+    }
 }
 
 /// GREASE values (RFC 8701): 0x?a?a with both bytes equal.
@@ -345,5 +378,9 @@ fn is_grease(value: u16) -> bool {
 }
 
 fn alpn_names(hello: &ClientHello) -> Vec<String> {
-    hello.alpn.iter().map(|name| String::from_utf8_lossy(name).into_owned()).collect()
+    hello
+        .alpn
+        .iter()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
 }

@@ -64,7 +64,9 @@ fn dns_exchange() -> (Vec<u8>, Vec<u8>) {
     let mut answer = query.clone();
     answer[2..4].copy_from_slice(&[0x81, 0x80]);
     answer[7] = 1;
-    answer.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4, 93, 184, 216, 34]);
+    answer.extend([
+        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4, 93, 184, 216, 34,
+    ]);
     (query, answer)
 }
 
@@ -75,7 +77,10 @@ fn dns_capture(dir: &Path) -> PathBuf {
     let path = dir.join("dns.pcap");
     std::fs::write(
         &path,
-        pcap(&[udp(client, 53_000, resolver, 53, &query), udp(resolver, 53, client, 53_000, &answer)]),
+        pcap(&[
+            udp(client, 53_000, resolver, 53, &query),
+            udp(resolver, 53, client, 53_000, &answer),
+        ]),
     )
     .unwrap();
     path
@@ -86,7 +91,12 @@ fn a_dns_exchange_is_one_flow_with_its_question_and_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dns_capture(dir.path());
     let out = palisade(&["analyze", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let flows = lines(&out);
     assert_eq!(flows.len(), 1, "{flows:?}");
     let flow = &flows[0];
@@ -96,11 +106,17 @@ fn a_dns_exchange_is_one_flow_with_its_question_and_answer() {
     assert_eq!(flow["dst_port"], 53);
     assert_eq!(flow["proto"], "udp");
     assert_eq!(flow["app_proto"], "dns");
-    assert_eq!((flow["pkts_out"].as_u64(), flow["pkts_in"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (flow["pkts_out"].as_u64(), flow["pkts_in"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(flow["bytes_out"], 20 + 8 + 29);
     assert_eq!(flow["ts_start"].as_f64(), Some(1_700_000_000.25));
     assert_eq!(flow["ts_end"].as_f64(), Some(1_700_000_001.25));
-    assert_eq!(flow["dns"]["queries"], serde_json::json!([{"name": "example.com", "type": "A"}]));
+    assert_eq!(
+        flow["dns"]["queries"],
+        serde_json::json!([{"name": "example.com", "type": "A"}])
+    );
     assert_eq!(
         flow["dns"]["answers"],
         serde_json::json!([{"name": "example.com", "type": "A", "data": "93.184.216.34", "ttl": 300}])
@@ -116,19 +132,28 @@ fn table_and_summary_are_for_people() {
     let table = palisade(&["analyze", path, "--format", "table"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("start (UTC)"), "{text}");
-    assert!(text.contains("2023-11-14 22:13:20.250  udp     192.168.1.10:53000"), "{text}");
+    assert!(
+        text.contains("2023-11-14 22:13:20.250  udp     192.168.1.10:53000"),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("example.com"), "{text}");
 
     let summary = palisade(&["analyze", path, "--summary", "--format", "table"]);
     let text = String::from_utf8_lossy(&summary.stdout);
     assert!(text.contains("frames      2"), "{text}");
     assert!(text.contains("flows       1 (0 evicted)"), "{text}");
-    assert!(text.contains("top domains (flows)\n               1  example.com"), "{text}");
+    assert!(
+        text.contains("top domains (flows)\n               1  example.com"),
+        "{text}"
+    );
 
     let json = palisade(&["analyze", path, "--summary"]);
     let report = &lines(&json)[0];
     assert_eq!(report["totals"]["packets"], 2);
-    assert_eq!(report["top_talkers"][0], serde_json::json!(["192.168.1.1", 130]));
+    assert_eq!(
+        report["top_talkers"][0],
+        serde_json::json!(["192.168.1.1", 130])
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Content inspection of one flow: recognise the application protocol from the first bytes
 //! (never from the port), then read what the record reports — DNS questions and answers, the
-//! TLS ClientHello and ServerHello, the QUIC ClientHello, the first HTTP request.
+//! TLS ClientHello and ServerHello, the QUIC ClientHello, the first HTTP request. A SOCKS
+//! handshake at the start of a TCP connection is skipped, and the proxied stream read instead.
 //!
 //! An inspector lives only while it has something left to read; [`Inspector::inspect`] says
 //! when it is done, and the flow drops it (and its buffers). Limits: TCP streams are read for
@@ -17,6 +18,7 @@ use crate::reassembly::Stream;
 use crate::record::{
     AppProto, DnsAnswer, DnsInfo, DnsQuery, FlowRecord, HttpInfo, QuicInfo, TlsInfo,
 };
+use crate::socks::{self, Handshake};
 use crate::tls::{self, ClientHello, Ja4Transport, TlsError};
 
 /// Bytes of each direction of a TCP stream that are reassembled: a TLS record of the largest
@@ -39,6 +41,8 @@ pub struct Inspector {
     client: Option<Stream>,
     server: Option<Stream>,
     payload_packets: u32,
+    /// Whether a SOCKS handshake at the start of the connection was ruled out or skipped.
+    past_socks: bool,
 }
 
 #[derive(Debug, Default)]
@@ -108,8 +112,37 @@ impl Inspector {
         stream.push(seq, payload);
     }
 
+    /// Skips a SOCKS handshake, so that the proxied stream is recognised like any other.
+    /// `Some(true)`: go on recognising; `Some(false)`: the proxy refused, nothing to read;
+    /// `None`: wait for more of the handshake.
+    fn skip_socks(&mut self) -> Option<bool> {
+        let client = self.client.as_ref().map_or(&[][..], Stream::data);
+        let server = self.server.as_ref().map_or(&[][..], Stream::data);
+        if client.is_empty() {
+            return Some(true);
+        }
+        match socks::handshake(client, server) {
+            Handshake::NotSocks => {}
+            Handshake::Incomplete => return None,
+            Handshake::Refused => return Some(false),
+            Handshake::Done { client, server, .. } => {
+                self.client.as_mut().map(|stream| stream.consume(client));
+                self.server.as_mut().map(|stream| stream.consume(server));
+            }
+        }
+        self.past_socks = true;
+        Some(true)
+    }
+
     fn read_streams(&mut self, record: &mut FlowRecord, errors: &mut Counters) -> bool {
         if let Stage::Recognise = self.stage {
+            if !self.past_socks {
+                match self.skip_socks() {
+                    Some(true) => {}
+                    Some(false) => return false,
+                    None => return self.payload_packets < RECOGNITION_PACKETS,
+                }
+            }
             let client = self.client.as_ref().map_or(&[][..], Stream::data);
             let server = self.server.as_ref().map_or(&[][..], Stream::data);
             match recognise_tcp(client, server) {

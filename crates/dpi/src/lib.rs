@@ -11,6 +11,7 @@
 //! - [`http`]: HTTP/1.x request heads (method, host, path, user agent).
 //! - [`tls`]: TLS ClientHello and ServerHello; JA3 and JA4 (client) fingerprints.
 //! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
+//! - [`socks`]: SOCKS4/4a/5 handshakes, skipped to read the proxied stream.
 //! - [`dhcp`]: DHCPv4 messages (device MAC, host name, address).
 //! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
 //! - [`record`]: the flow record, as written by `palisade analyze` and `palisade sensor`.
@@ -30,4 +31,5 @@ pub mod packet;
 pub mod quic;
 pub mod reassembly;
 pub mod record;
+pub mod socks;
 pub mod tls;

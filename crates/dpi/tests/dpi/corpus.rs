@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use palisade_dpi::capture::{CaptureError, CaptureReader, Format, LinkType};
 use palisade_dpi::packet::{self, Transport, Tunnel};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/pcap");
+use crate::corpus;
 
 /// Frames per file (`capinfos -c`), and the frames `decode` skips, all of them ARP
 /// (`tshark` says `eth:ethertype:arp`).
@@ -81,16 +81,6 @@ struct Read {
     /// (captured, original) length of the first frame.
     first_lengths: Option<(usize, u32)>,
     end: Option<CaptureError>,
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(CORPUS);
-    if dir.is_dir() {
-        Some(dir.to_path_buf())
-    } else {
-        println!("skipped: corpus not found at {CORPUS}");
-        None
-    }
 }
 
 fn read(path: &Path) -> Read {

@@ -126,8 +126,12 @@ impl Inspector {
             Handshake::Incomplete => return None,
             Handshake::Refused => return Some(false),
             Handshake::Done { client, server, .. } => {
-                self.client.as_mut().map(|stream| stream.consume(client));
-                self.server.as_mut().map(|stream| stream.consume(server));
+                if let Some(stream) = &mut self.client {
+                    stream.consume(client);
+                }
+                if let Some(stream) = &mut self.server {
+                    stream.consume(server);
+                }
             }
         }
         self.past_socks = true;

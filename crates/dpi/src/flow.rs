@@ -527,6 +527,7 @@ fn tunnel_name(tunnel: Tunnel) -> &'static str {
         Tunnel::Vxlan => "vxlan",
         Tunnel::Geneve => "geneve",
         Tunnel::IpInIp => "ipip",
+        Tunnel::L2tp => "l2tp",
     }
 }
 

@@ -182,7 +182,18 @@ impl Inspector {
                     initials: Box::default(),
                     datagrams: 0,
                 };
-            } else if looks_like_dns(payload) {
+            } else if let Some(request) = ssdp_request(payload) {
+                record.app_proto = AppProto::Ssdp;
+                record.http = Some(request);
+                return false;
+            } else if let Ok(message) = dns::parse(payload) {
+                if is_nbns(&message) {
+                    record.app_proto = AppProto::Nbns;
+                    return false;
+                }
+                if message.opcode != 0 || message.questions.is_empty() {
+                    return self.payload_packets < RECOGNITION_PACKETS;
+                }
                 self.stage = Stage::DnsUdp;
             } else {
                 return self.payload_packets < RECOGNITION_PACKETS;
@@ -255,9 +266,25 @@ fn recognise_tcp(client: &[u8], server: &[u8]) -> Option<Stage> {
     }
 }
 
-/// DNS over UDP: a standard query or response with at least one question, that decodes.
-fn looks_like_dns(payload: &[u8]) -> bool {
-    dns::parse(payload).is_ok_and(|message| message.opcode == 0 && !message.questions.is_empty())
+/// NetBIOS name service (RFC 1002) shares DNS's format; its names are one label of 32 letters
+/// `A` to `P` (the first-level encoding of a 16-byte NetBIOS name).
+fn is_nbns(message: &dns::Message) -> bool {
+    !message.questions.is_empty()
+        && message.questions.iter().all(|q| {
+            let label = q.name.split('.').next().unwrap_or_default();
+            label.len() == 32
+                && label
+                    .bytes()
+                    .all(|b| matches!(b.to_ascii_uppercase(), b'A'..=b'P'))
+        })
+}
+
+/// An SSDP request (UDP discovery in HTTP form: `M-SEARCH` or `NOTIFY`), read like HTTP.
+fn ssdp_request(payload: &[u8]) -> Option<HttpInfo> {
+    if !(payload.starts_with(b"M-SEARCH ") || payload.starts_with(b"NOTIFY ")) {
+        return None;
+    }
+    http::parse_request(payload).ok().map(http_info)
 }
 
 /// DNS over TCP: the first message decodes (or is on its way) as a query.
@@ -310,12 +337,7 @@ fn read_tls(
 fn read_http(record: &mut FlowRecord, client: Option<&Stream>, errors: &mut Counters) -> bool {
     match http::parse_request(client.map_or(&[][..], Stream::data)) {
         Ok(request) => {
-            record.http = Some(HttpInfo {
-                method: request.method,
-                host: request.host,
-                path: request.path,
-                user_agent: request.user_agent,
-            });
+            record.http = Some(http_info(request));
             false
         }
         Err(HttpError::Incomplete) => !client.is_some_and(Stream::overflowed),
@@ -381,6 +403,15 @@ fn add_dns(record: &mut FlowRecord, message: &dns::Message) {
     }
     if message.is_response {
         info.rcode = Some(dns::rcode_name(message.rcode));
+    }
+}
+
+fn http_info(request: http::Request) -> HttpInfo {
+    HttpInfo {
+        method: request.method,
+        host: request.host,
+        path: request.path,
+        user_agent: request.user_agent,
     }
 }
 

@@ -106,6 +106,8 @@ pub enum Tunnel {
     Geneve,
     /// IPv4 or IPv6 directly in IPv4 or IPv6 (protocols 4 and 41).
     IpInIp,
+    /// L2TPv2 data messages (UDP port 1701) carrying PPP with IPv4 or IPv6.
+    L2tp,
 }
 
 /// The transport header of a packet.
@@ -800,11 +802,56 @@ fn udp(datagram: &[u8], whole: bool) -> Result<Upper<'_>, Skip> {
             }
             _ => {}
         }
+        if dst_port == L2TP_PORT || src_port == L2TP_PORT {
+            if let Some(inner) = l2tp(payload) {
+                return Ok(Upper::Tunnel(Tunnel::L2tp, inner));
+            }
+        }
     }
     Ok(Upper::Transport(
         Transport::Udp { src_port, dst_port },
         payload,
     ))
+}
+
+/// L2TP's registered port (RFC 2661 §8.1).
+const L2TP_PORT: u16 = 1701;
+
+/// The IP packet an L2TPv2 data message carries in PPP (RFC 2661 §3.1, RFC 1661 §2), or `None`
+/// for control messages, other versions, other PPP protocols and anything cut short: those stay
+/// plain UDP.
+fn l2tp(payload: &[u8]) -> Option<Layer<'_>> {
+    let (&[f0, f1], mut rest) = payload.split_first_chunk::<2>()?;
+    let flags = u16::from_be_bytes([f0, f1]);
+    const CONTROL: u16 = 0x8000;
+    const LENGTH: u16 = 0x4000;
+    const SEQUENCE: u16 = 0x0800;
+    const OFFSET: u16 = 0x0200;
+    if flags & CONTROL != 0 || flags & 0x000f != 2 {
+        return None;
+    }
+    let fixed =
+        4 + if flags & LENGTH != 0 { 2 } else { 0 } + if flags & SEQUENCE != 0 { 4 } else { 0 };
+    rest = rest.get(fixed..)?;
+    if flags & OFFSET != 0 {
+        let (&[o0, o1], after) = rest.split_first_chunk::<2>()?;
+        rest = after.get(usize::from(u16::from_be_bytes([o0, o1]))..)?;
+    }
+    // PPP: the address and control bytes may be left out, and the protocol may be compressed to
+    // one byte (an odd first byte).
+    let ppp = rest.strip_prefix(&[0xff, 0x03]).unwrap_or(rest);
+    let (protocol, inner) = match ppp.first()? {
+        first if first & 1 == 1 => (u16::from(*first), ppp.get(1..)?),
+        _ => {
+            let (&[p0, p1], inner) = ppp.split_first_chunk::<2>()?;
+            (u16::from_be_bytes([p0, p1]), inner)
+        }
+    };
+    match protocol {
+        0x0021 => Some(Layer::Ipv4(inner)),
+        0x0057 => Some(Layer::Ipv6(inner)),
+        _ => None,
+    }
 }
 
 /// The packet a GRE packet carries, or `None` for versions and protocols not decoded here (PPTP's
@@ -1484,6 +1531,27 @@ mod tests {
     }
 
     #[test]
+    fn l2tp_data_messages_carry_ppp() {
+        // Length and sequence present, PPP with address and control, IPv4 inside.
+        let mut l2tp = vec![
+            0x48, 0x02, 0, 40, 0, 1, 0, 2, 0, 0, 0, 0, 0xff, 0x03, 0x00, 0x21,
+        ];
+        l2tp.extend(inner_ipv4());
+        assert_inner(&outer(17, &udp(1701, 1701, &l2tp)), Tunnel::L2tp);
+        // Minimal header, compressed PPP protocol.
+        let mut short = vec![0x00, 0x02, 0, 1, 0, 2, 0x21];
+        short.extend(inner_ipv4());
+        assert_inner(&outer(17, &udp(40000, 1701, &short)), Tunnel::L2tp);
+        // A control message is plain UDP.
+        let control = [0xc8, 0x02, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0];
+        let packet = dec(LinkType::Ethernet, &outer(17, &udp(1701, 1701, &control))).unwrap();
+        assert_eq!(
+            (packet.tunnel, packet.transport.ports()),
+            (None, (1701, 1701))
+        );
+    }
+
+    #[test]
     fn ip_in_ip() {
         assert_inner(&outer(4, &inner_ipv4()), Tunnel::IpInIp);
         let v6_inner = ipv6(v6(1), v6(2), 17, &udp(5353, 53, b"query"));
@@ -1751,8 +1819,9 @@ mod tests {
                     flags
                 }),
             (any::<u16>(), any::<u16>())
-                .prop_filter("not a tunnel port", |(_, d)| ![4789, 4790, 6081]
-                    .contains(d))
+                .prop_filter("not a tunnel port", |(s, d)| {
+                    *s != 1701 && ![1701, 4789, 4790, 6081].contains(d)
+                })
                 .prop_map(|(src_port, dst_port)| Transport::Udp { src_port, dst_port }),
             (any::<u8>(), any::<u8>()).prop_map(|(kind, code)| Transport::Icmp { kind, code }),
         ];
@@ -1762,6 +1831,7 @@ mod tests {
             Tunnel::Vxlan,
             Tunnel::Geneve,
             Tunnel::IpInIp,
+            Tunnel::L2tp,
         ]));
         (
             any::<bool>(),
@@ -1841,6 +1911,11 @@ mod tests {
                     Tunnel::Vxlan => (17, udp(999, 4789, &vxlan(8, &inner_frame()))),
                     Tunnel::Geneve => (17, udp(999, 6081, &geneve(1, inner_type, &inner))),
                     Tunnel::IpInIp => (if spec.v6 { 41 } else { 4 }, inner.clone()),
+                    Tunnel::L2tp => {
+                        let ppp = if spec.v6 { 0x57 } else { 0x21 };
+                        let header = [0x00, 0x02, 0, 1, 0, 2, 0xff, 0x03, 0x00, ppp];
+                        (17, udp(999, 1701, &[&header[..], &inner].concat()))
+                    }
                 };
                 (0x0800, ipv4(OUTER_A, OUTER_B, protocol, &carried))
             }

@@ -51,7 +51,8 @@ pub struct FlowRecord {
     /// The outermost 802.1Q VLAN id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
-    /// The encapsulation the flow was carried in (`gre`, `erspan`, `vxlan`, `geneve`, `ipip`).
+    /// The encapsulation the flow was carried in (`gre`, `erspan`, `vxlan`, `geneve`, `ipip`,
+    /// `l2tp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<&'static str>,
     /// First fragments of fragmented IP packets seen in the flow.
@@ -121,6 +122,10 @@ pub enum AppProto {
     Http,
     /// SSH.
     Ssh,
+    /// SSDP: HTTP-formatted discovery over UDP.
+    Ssdp,
+    /// NetBIOS name service: DNS-formatted, with encoded NetBIOS names.
+    Nbns,
 }
 
 impl AppProto {
@@ -133,6 +138,8 @@ impl AppProto {
             AppProto::Quic => "quic",
             AppProto::Http => "http",
             AppProto::Ssh => "ssh",
+            AppProto::Ssdp => "ssdp",
+            AppProto::Nbns => "nbns",
         }
     }
 }

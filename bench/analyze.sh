@@ -5,8 +5,9 @@
 #   bash bench/analyze.sh            # builds the capture under target/bench/, runs each tool 3 times
 #   RUNS=5 COPIES=12 bash bench/analyze.sh
 #
-# The capture is the Ethernet captures of ../shared/corpus/pcap, each copy shifted by a day so
-# that its flows are new ones, concatenated into one classic pcap of at least 50 MB. The peers
+# The capture is the Ethernet captures of ../shared/corpus/pcap, re-timed to start a minute apart
+# (each copy a day later, so that its flows are new ones) and merged in time order into one
+# classic pcap of at least 50 MB. The peers
 # come from Debian's packages (tshark, libndpi-bin) and are installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,15 +36,18 @@ if ! [ -s "$MIXED" ]; then
     for copy in $(seq 0 $((COPIES - 1))); do
         n=0
         for file in "$CORPUS"/foxio-ja4/*.pcap* "$CORPUS"/foxio-ja4/*.cap "$CORPUS"/misc/*.pcap; do
-            [ "$(capinfos -E -T -r "$file" | cut -f2)" = "Ethernet" ] || continue
+            [ "$(capinfos -E -T -r "$file" 2>/dev/null | cut -f2)" = "ether" ] || continue
             part=$WORK/part-$copy-$n.pcap
-            # Each copy a day later; within a copy, each file a minute after the previous one.
-            editcap -F pcap -t $((copy * 86400 + n * 60)) "$file" "$part" 2>/dev/null || continue
+            # Each file starts a minute after the previous one, each copy a day after the last,
+            # from 2026-01-01; mergecap then interleaves them by time.
+            start=$(capinfos -a -S -T -r "$file" 2>/dev/null | cut -f2 | cut -d. -f1) || continue
+            shift=$((1767225600 + copy * 86400 + n * 60 - start))
+            editcap -F pcap -t "$shift" "$file" "$part" 2>/dev/null || continue
             parts+=("$part")
             n=$((n + 1))
         done
     done
-    mergecap -F pcap -a -w "$MIXED" "${parts[@]}"
+    mergecap -F pcap -w "$MIXED" "${parts[@]}"
     rm -f "$WORK"/part-*.pcap
 fi
 BYTES=$(stat -c %s "$MIXED")
@@ -51,11 +55,14 @@ PACKETS=$(capinfos -c -M -T -r "$MIXED" | cut -f2)
 
 # Runs a command RUNS times; prints the median wall seconds and the largest peak RSS in KiB.
 measure() {
-    local walls=() rss=0 line
+    local walls=() rss=0 start end kib
     for _ in $(seq "$RUNS"); do
-        line=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-        walls+=("${line% *}")
-        [ "${line#* }" -gt "$rss" ] && rss=${line#* }
+        start=$EPOCHREALTIME
+        /usr/bin/time -o "$WORK/time" -f '%M' "$@" >/dev/null 2>&1 || true
+        end=$EPOCHREALTIME
+        walls+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f", e - s }')")
+        kib=$(tail -1 "$WORK/time")
+        [ "$kib" -gt "$rss" ] && rss=$kib
     done
     printf '%s %s\n' "$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p")" "$rss"
 }
@@ -66,7 +73,7 @@ row() {
     read -r wall rss < <(measure "$@")
     awk -v n="$name" -v w="$wall" -v r="$rss" -v b="$BYTES" 'BEGIN {
         t = (w > 0) ? b / w : 0
-        printf "| %-40s | %8.2f | %9.1f | %8.2f | %8.1f |\n", n, w, t / 1e6, t * 8 / 1e9, r / 1024 }'
+        printf "| %-40s | %8.3f | %9.1f | %8.2f | %8.1f |\n", n, w, t / 1e6, t * 8 / 1e9, r / 1024 }'
 }
 
 echo "capture: $MIXED, $((BYTES / 1000000)) MB, $PACKETS packets; median of $RUNS runs"

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +57,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         Box::new(file)
     };
     let name = args.file.display().to_string();
-    let mut reader = match CaptureReader::new(BufReader::with_capacity(256 * 1024, input)) {
+    let mut reader = match CaptureReader::new(input) {
         Ok(reader) => reader,
         Err(err) => {
             eprintln!("error: {name}: not a readable capture: {err}");

@@ -5,7 +5,8 @@
 //! A flow ends when it has been idle for its timeout (shorter once a TCP connection is closed or
 //! reset), when it has lasted the active timeout (the next packet starts a new record), when the
 //! table is full (the least recently seen flow is evicted and counted), or at [`FlowTable::flush`].
-//! Time is the packets' own: the table never reads the clock.
+//! Time is the packets' own: the table never reads the clock, and its clock is the time of the
+//! last packet, so a capture whose time jumps back does not end every flow at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -91,7 +92,10 @@ impl FlowTable {
     /// Adds a packet seen at `ts_ns` (nanoseconds since the epoch). Flows that the packet's time
     /// shows to have ended are written out first.
     pub fn observe(&mut self, ts_ns: i64, packet: &Packet<'_>, emit: &mut impl FnMut(FlowRecord)) {
-        self.now = self.now.max(ts_ns);
+        // The table's clock follows the packets, backwards too: after a jump back (a merged or
+        // re-timed capture) nothing expires until time passes the flows' own last packets,
+        // where keeping the largest time seen would end every flow at its first packet.
+        self.now = ts_ns;
         self.expire(emit);
         self.stats.packets += 1;
         let (key, src_is_lo) = FlowKey::of(packet);

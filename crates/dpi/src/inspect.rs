@@ -186,7 +186,7 @@ impl Inspector {
                 record.app_proto = AppProto::Ssdp;
                 record.http = Some(request);
                 return false;
-            } else if let Ok(message) = dns::parse(payload) {
+            } else if let Some(Ok(message)) = dns_like(payload).then(|| dns::parse(payload)) {
                 if is_nbns(&message) {
                     record.app_proto = AppProto::Nbns;
                     return false;
@@ -195,6 +195,9 @@ impl Inspector {
                     return self.payload_packets < RECOGNITION_PACKETS;
                 }
                 self.stage = Stage::DnsUdp;
+                record.app_proto = AppProto::Dns;
+                add_dns(record, &message);
+                return true;
             } else {
                 return self.payload_packets < RECOGNITION_PACKETS;
             }
@@ -287,8 +290,23 @@ fn ssdp_request(payload: &[u8]) -> Option<HttpInfo> {
     http::parse_request(payload).ok().map(http_info)
 }
 
-/// DNS over TCP: the first message decodes (or is on its way) as a query.
+/// A cheap look at a DNS header before decoding the message: a standard query or response
+/// (opcode 0) with one to sixteen questions, and a first label of legal length. Most payloads
+/// that are not DNS fail it, and decoding them is what costs.
+fn dns_like(msg: &[u8]) -> bool {
+    let (Some(&flags), Some(&qd_high), Some(&qd_low), Some(&label)) =
+        (msg.get(2), msg.get(4), msg.get(5), msg.get(12))
+    else {
+        return false;
+    };
+    flags & 0x78 == 0 && qd_high == 0 && (1..=16).contains(&qd_low) && label <= 63
+}
+
+/// DNS over TCP: the first message decodes as a query.
 fn looks_like_dns_tcp(stream: &[u8]) -> bool {
+    if !stream.get(2..).is_some_and(dns_like) {
+        return false;
+    }
     match dns::parse_tcp(stream) {
         Ok((message, _)) => message.opcode == 0 && !message.questions.is_empty(),
         Err(_) => false,

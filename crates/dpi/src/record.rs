@@ -182,16 +182,35 @@ pub enum EndReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mac(pub [u8; 6]);
 
+impl Mac {
+    /// The text form, without going through the formatter (it is written once per flow record).
+    fn text(&self) -> [u8; 17] {
+        let digit = |nibble: u8| {
+            if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            }
+        };
+        let mut text = [b':'; 17];
+        for (pair, byte) in text.chunks_mut(3).zip(self.0) {
+            if let [high, low, ..] = pair {
+                (*high, *low) = (digit(byte >> 4), digit(byte & 0x0f));
+            }
+        }
+        text
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+        f.write_str(std::str::from_utf8(&self.text()).unwrap_or_default())
     }
 }
 
 impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(std::str::from_utf8(&self.text()).unwrap_or_default())
     }
 }
 
@@ -290,4 +309,31 @@ fn seconds<S: Serializer>(ns: &i64, serializer: S) -> Result<S::Ok, S::Error> {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_lower_case_hex_pairs() {
+        let mac = Mac([0x00, 0x0b, 0x82, 0x01, 0xfc, 0x42]);
+        assert_eq!(mac.to_string(), "00:0b:82:01:fc:42");
+        assert_eq!(
+            serde_json::to_string(&mac).unwrap(),
+            r#""00:0b:82:01:fc:42""#
+        );
+    }
+
+    #[test]
+    fn times_are_seconds_with_microseconds() {
+        let json = |ns: i64| {
+            let mut serializer = serde_json::Serializer::new(Vec::new());
+            seconds(&ns, &mut serializer).unwrap();
+            String::from_utf8(serializer.into_inner()).unwrap()
+        };
+        assert_eq!(json(1_700_000_000_250_000_999), "1700000000.25");
+        assert_eq!(json(1_700_000_000_123_456_000), "1700000000.123456");
+        assert_eq!(json(-1_500), "-2e-6");
+    }
 }

@@ -16,7 +16,6 @@
 //! SSL 2.0 hellos (the old two-byte record header) are not decoded: they are [`TlsError::NotTls`].
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
@@ -360,20 +359,25 @@ fn ja4_alpn(name: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0');
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
     }
     out
 }
 
+/// Four lower-case hex digits per value, comma-separated.
 fn hex_list(values: &[u16]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(values.len() * 5);
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&hex(&value.to_be_bytes()));
+    }
+    out
 }
 
 /// The first 12 hex characters of the SHA-256 of `text`.

@@ -108,7 +108,8 @@ impl FlowTable {
         };
         if ts_ns.saturating_sub(slot.record.ts_start) >= self.config.active_ns {
             let next = slot.continuation(ts_ns);
-            let ended = std::mem::replace(&mut slot.record, next);
+            let mut ended = std::mem::replace(&mut slot.record, next);
+            ended.end = EndReason::Active;
             self.stats.expired_active += 1;
             self.stats.flows += 1;
             emit(ended);
@@ -544,4 +545,238 @@ fn octets(addr: IpAddr) -> [u8; 16] {
 
 fn slot_index(id: u32) -> usize {
     usize::try_from(id).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+
+    const CLIENT: [u8; 4] = [192, 168, 1, 10];
+    const SERVER: [u8; 4] = [93, 184, 216, 34];
+    const SEC: i64 = NANOS_PER_SEC;
+
+    fn packet(src: [u8; 4], dst: [u8; 4], transport: Transport, payload: &[u8]) -> Packet<'_> {
+        Packet {
+            src_mac: Some([2, 0, 0, 0, 0, src[3]]),
+            dst_mac: Some([2, 0, 0, 0, 0, dst[3]]),
+            vlan: None,
+            tunnel: None,
+            src: IpAddr::V4(Ipv4Addr::from(src)),
+            dst: IpAddr::V4(Ipv4Addr::from(dst)),
+            ttl: 64,
+            ip_len: 40 + u32::try_from(payload.len()).unwrap(),
+            fragment: Fragment::None,
+            transport,
+            payload,
+        }
+    }
+
+    fn tcp(from_client: bool, flags: u8, seq: u32, payload: &[u8]) -> Packet<'_> {
+        let (src, dst, src_port, dst_port) = if from_client {
+            (CLIENT, SERVER, 50_000, 443)
+        } else {
+            (SERVER, CLIENT, 443, 50_000)
+        };
+        packet(
+            src,
+            dst,
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                seq,
+                ack: 0,
+                flags,
+            },
+            payload,
+        )
+    }
+
+    fn udp(src_port: u16, dst_port: u16) -> Packet<'static> {
+        packet(CLIENT, SERVER, Transport::Udp { src_port, dst_port }, b"")
+    }
+
+    /// Feeds `(time, packet)` pairs and flushes; returns every record.
+    fn run(config: FlowConfig, packets: &[(i64, Packet<'_>)]) -> (Vec<FlowRecord>, FlowStats) {
+        let mut table = FlowTable::new(config);
+        let mut records = Vec::new();
+        for (ts, packet) in packets {
+            table.observe(*ts, packet, &mut |r| records.push(r));
+        }
+        table.flush(&mut |r| records.push(r));
+        (records, table.stats().clone())
+    }
+
+    #[test]
+    fn both_directions_are_one_flow_counted_each_way() {
+        let (records, stats) = run(
+            FlowConfig::default(),
+            &[
+                (0, tcp(true, SYN, 100, b"")),
+                (SEC, tcp(false, SYN | ACK, 900, b"")),
+                (2 * SEC, tcp(true, ACK, 101, b"")),
+                (3 * SEC, tcp(true, ACK | PSH, 101, b"hello")),
+                (4 * SEC, tcp(false, ACK | PSH, 901, b"hi")),
+            ],
+        );
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(
+            (r.src_ip, r.src_port, r.dst_port),
+            (IpAddr::from(CLIENT), 50_000, 443)
+        );
+        assert_eq!(
+            (r.pkts_out, r.pkts_in, r.bytes_out, r.bytes_in),
+            (3, 2, 125, 82)
+        );
+        assert_eq!((r.ts_start, r.ts_end), (0, 4 * SEC));
+        assert_eq!(r.tcp_state, Some(TcpState::Established));
+        assert_eq!(r.end, EndReason::EndOfCapture);
+        assert_eq!(
+            r.src_mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:0a")
+        );
+        assert_eq!((stats.packets, stats.flows), (5, 1));
+    }
+
+    #[test]
+    fn the_client_is_the_side_without_the_well_known_port_when_the_capture_starts_late() {
+        let (records, _) = run(
+            FlowConfig::default(),
+            &[(0, tcp(false, ACK | PSH, 1, b"x"))],
+        );
+        assert_eq!(
+            (records[0].src_ip, records[0].dst_port),
+            (IpAddr::from(CLIENT), 443)
+        );
+        assert_eq!((records[0].pkts_out, records[0].pkts_in), (0, 1));
+        assert_eq!(records[0].tcp_state, Some(TcpState::Midstream));
+        let (records, _) = run(FlowConfig::default(), &[(0, tcp(false, SYN | ACK, 1, b""))]);
+        assert_eq!(records[0].src_port, 50_000);
+    }
+
+    #[test]
+    fn tcp_states_follow_the_handshake_and_the_close() {
+        let state =
+            |packets: &[(i64, Packet<'_>)]| run(FlowConfig::default(), packets).0[0].tcp_state;
+        assert_eq!(
+            state(&[(0, tcp(true, SYN, 1, b""))]),
+            Some(TcpState::SynSent)
+        );
+        assert_eq!(
+            state(&[
+                (0, tcp(true, SYN, 1, b"")),
+                (1, tcp(false, SYN | ACK, 9, b""))
+            ]),
+            Some(TcpState::SynReceived)
+        );
+        assert_eq!(
+            state(&[
+                (0, tcp(true, ACK, 1, b"")),
+                (1, tcp(true, FIN | ACK, 1, b""))
+            ]),
+            Some(TcpState::Closing)
+        );
+        assert_eq!(
+            state(&[
+                (0, tcp(true, FIN | ACK, 1, b"")),
+                (1, tcp(false, FIN | ACK, 9, b""))
+            ]),
+            Some(TcpState::Closed)
+        );
+        assert_eq!(
+            state(&[(0, tcp(true, ACK, 1, b"")), (1, tcp(false, RST, 9, b""))]),
+            Some(TcpState::Reset)
+        );
+    }
+
+    #[test]
+    fn idle_flows_end_by_their_class_timeout() {
+        let config = FlowConfig::default();
+        let (records, stats) = run(
+            config.clone(),
+            &[
+                (0, udp(5000, 53)),
+                (0, tcp(true, ACK, 1, b"")),
+                (1, tcp(false, RST, 9, b"")),
+                // 11 s later: the reset TCP flow (10 s) has ended, the UDP flow (60 s) has not.
+                (11 * SEC, udp(5001, 53)),
+                // 61 s after the first: the first UDP flow ends; the second goes on.
+                (61 * SEC, udp(5001, 53)),
+            ],
+        );
+        let ends: Vec<(u16, EndReason)> = records.iter().map(|r| (r.src_port, r.end)).collect();
+        assert_eq!(
+            ends,
+            [
+                (50_000, EndReason::Idle),
+                (5000, EndReason::Idle),
+                (5001, EndReason::EndOfCapture)
+            ]
+        );
+        assert_eq!(stats.expired_idle, 2);
+        // The same 5-tuple after its timeout starts a new record.
+        let (records, _) = run(config, &[(0, udp(5000, 53)), (61 * SEC, udp(5000, 53))]);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].ts_start, 61 * SEC);
+    }
+
+    #[test]
+    fn a_long_flow_is_written_out_at_the_active_timeout_and_continues() {
+        let config = FlowConfig {
+            active_ns: 100 * SEC,
+            ..FlowConfig::default()
+        };
+        let packets: Vec<(i64, Packet<'_>)> =
+            (0..=5).map(|i| (i * 30 * SEC, udp(5000, 53))).collect();
+        let (records, stats) = run(config, &packets);
+        let spans: Vec<(i64, i64, u64, EndReason)> = records
+            .iter()
+            .map(|r| (r.ts_start, r.ts_end, r.pkts_out, r.end))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 90 * SEC, 4, EndReason::Active),
+                (120 * SEC, 150 * SEC, 2, EndReason::EndOfCapture)
+            ]
+        );
+        assert_eq!((stats.expired_active, stats.flows), (1, 2));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen_flow_and_counts_it() {
+        let config = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
+        let (records, stats) = run(
+            config,
+            &[
+                (0, udp(1, 53)),
+                (1, udp(2, 53)),
+                (2, udp(1, 53)),
+                (3, udp(3, 53)),
+            ],
+        );
+        assert_eq!(
+            (records[0].src_port, records[0].end),
+            (2, EndReason::Evicted)
+        );
+        assert_eq!(records.len(), 3);
+        assert_eq!(stats.evicted, 1);
+    }
+
+    #[test]
+    fn time_going_back_does_not_end_flows() {
+        let (records, stats) = run(
+            FlowConfig::default(),
+            &[(1_000 * SEC, udp(1, 53)), (0, udp(2, 53)), (1, udp(2, 53))],
+        );
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].pkts_out, 2);
+        assert_eq!(stats.expired_idle, 0);
+    }
 }

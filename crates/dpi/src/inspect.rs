@@ -470,3 +470,144 @@ fn alpn_names(hello: &ClientHello) -> Vec<String> {
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::flow::{FlowConfig, FlowTable};
+    use crate::packet::tcp_flags::{ACK, PSH, SYN};
+    use crate::packet::{Fragment, Packet};
+
+    /// A TLS 1.2 ClientHello record for `name` offering ALPN `h2`.
+    fn client_hello(name: &str) -> Vec<u8> {
+        let mut sni = vec![0, 0];
+        let list_len = u16::try_from(name.len() + 3).unwrap();
+        sni.extend((list_len + 2).to_be_bytes());
+        sni.extend(list_len.to_be_bytes());
+        sni.push(0);
+        sni.extend(u16::try_from(name.len()).unwrap().to_be_bytes());
+        sni.extend(name.as_bytes());
+        let alpn = [0x00, 0x10, 0, 5, 0, 3, 2, b'h', b'2'];
+        let extensions = [sni, alpn.to_vec()].concat();
+        let mut body = vec![0x03, 0x03];
+        body.extend([7; 32]);
+        body.push(0);
+        body.extend([0, 2, 0xc0, 0x2f, 1, 0]);
+        body.extend(u16::try_from(extensions.len()).unwrap().to_be_bytes());
+        body.extend(extensions);
+        let mut handshake = vec![1, 0];
+        handshake.extend(u16::try_from(body.len()).unwrap().to_be_bytes());
+        handshake.extend(body);
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend(u16::try_from(handshake.len()).unwrap().to_be_bytes());
+        record.extend(handshake);
+        record
+    }
+
+    fn segment(from_client: bool, flags: u8, seq: u32, payload: &[u8]) -> Packet<'_> {
+        let (client, server) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        let (src, dst, src_port, dst_port) = if from_client {
+            (client, server, 40_000, 8443)
+        } else {
+            (server, client, 8443, 40_000)
+        };
+        Packet {
+            src_mac: None,
+            dst_mac: None,
+            vlan: None,
+            tunnel: None,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            ttl: 64,
+            ip_len: 40,
+            fragment: Fragment::None,
+            transport: Transport::Tcp {
+                src_port,
+                dst_port,
+                seq,
+                ack: 0,
+                flags,
+            },
+            payload,
+        }
+    }
+
+    /// Runs client and server segments through a flow table and returns the one record.
+    fn flow(segments: &[Packet<'_>]) -> (FlowRecord, Counters) {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut records = Vec::new();
+        for (i, packet) in segments.iter().enumerate() {
+            table.observe(i64::try_from(i).unwrap(), packet, &mut |r| records.push(r));
+        }
+        table.flush(&mut |r| records.push(r));
+        assert_eq!(records.len(), 1);
+        (records.remove(0), table.stats().decode_errors.clone())
+    }
+
+    #[test]
+    fn a_client_hello_split_and_reordered_is_read_on_any_port() {
+        let hello = client_hello("www.example.org");
+        let (head, tail) = hello.split_at(20);
+        let tail_seq = 101 + u32::try_from(head.len()).unwrap();
+        let (record, errors) = flow(&[
+            segment(true, SYN, 100, b""),
+            segment(false, SYN | ACK, 500, b""),
+            segment(true, ACK | PSH, tail_seq, tail),
+            segment(true, ACK | PSH, 101, head),
+        ]);
+        assert_eq!(record.app_proto, AppProto::Tls);
+        let tls = record.tls.unwrap();
+        assert_eq!(tls.sni.as_deref(), Some("www.example.org"));
+        assert_eq!(tls.alpn, ["h2"]);
+        assert_eq!(tls.version, "TLS 1.2");
+        assert!(tls.ja4.starts_with("t12d0102h2_"), "{}", tls.ja4);
+        assert_eq!(tls.ja3_string, "771,49199,0-16,,");
+        assert_eq!(errors.total(), 0);
+    }
+
+    #[test]
+    fn a_socks_handshake_is_skipped_to_reach_the_tls_inside() {
+        let request = b"\x04\x01\x20\xfb\x0a\x00\x00\x01\x00";
+        let hello = [&request[..], &client_hello("inner.example")].concat();
+        let (record, _) = flow(&[
+            segment(true, ACK | PSH, 1, &hello[..request.len()]),
+            segment(false, ACK | PSH, 1, b"\x00\x5a\x20\xfb\x0a\x00\x00\x01"),
+            segment(true, ACK | PSH, 1 + 9, &hello[request.len()..]),
+        ]);
+        assert_eq!(
+            record.tls.and_then(|tls| tls.sni).as_deref(),
+            Some("inner.example")
+        );
+    }
+
+    #[test]
+    fn dns_over_tcp_messages_are_read_from_both_streams() {
+        let mut query = vec![0, 29, 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        let mut answer = query[2..].to_vec();
+        answer[2..4].copy_from_slice(&[0x81, 0x83]);
+        let answer = [&[0u8, 29][..], &answer].concat();
+        let (record, _) = flow(&[
+            segment(true, ACK | PSH, 1, &query[..5]),
+            segment(true, ACK | PSH, 6, &query[5..]),
+            segment(false, ACK | PSH, 1, &answer),
+        ]);
+        assert_eq!(record.app_proto, AppProto::Dns);
+        let dns = record.dns.unwrap();
+        assert_eq!(dns.queries.len(), 1);
+        assert_eq!(dns.queries[0].name, "example.com");
+        assert_eq!(dns.rcode.as_deref(), Some("NXDOMAIN"));
+    }
+
+    #[test]
+    fn a_broken_client_hello_is_counted() {
+        let mut hello = client_hello("x.example");
+        hello[45] = 3; // an odd cipher suite list length
+        let (record, errors) = flow(&[segment(true, ACK | PSH, 1, &hello)]);
+        assert_eq!(record.app_proto, AppProto::Tls);
+        assert_eq!(record.tls, None);
+        assert_eq!(errors.get("tls_client_hello_invalid"), 1);
+    }
+}

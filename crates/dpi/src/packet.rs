@@ -11,8 +11,8 @@
 //! - TCP, UDP, ICMP and ICMPv6; any other protocol is reported by number;
 //! - tunnels, replaced by the packet they carry: GRE (IPv4, IPv6, transparent Ethernet bridging,
 //!   ERSPAN types I, II and III), VXLAN (UDP port 4789) and VXLAN-GPE (4790), Geneve (UDP port
-//!   6081) and IP in IP
-//!   (protocols 4 and 41), nested up to [`MAX_TUNNEL_DEPTH`] deep.
+//!   6081), L2TPv2 data messages (UDP port 1701) and IP in IP (protocols 4 and 41), nested up to
+//!   [`MAX_TUNNEL_DEPTH`] deep.
 //!
 //! Lengths come from the IP header: Ethernet padding after the packet is dropped, and a packet
 //! that the capture cut short (snapshot length) is decoded as far as its headers go, with a

@@ -118,6 +118,15 @@ impl FlowTable {
         self.push_back(id, class);
     }
 
+    /// Moves the table's time to `now_ns` (nanoseconds since the epoch) without a packet and
+    /// writes out the flows idle past their timeout: a live capture calls it when no packet has
+    /// come for a while. Time never goes back: a `now_ns` earlier than a packet already seen
+    /// ends nothing.
+    pub fn advance(&mut self, now_ns: i64, emit: &mut impl FnMut(FlowRecord)) {
+        self.now = self.now.max(now_ns);
+        self.expire(emit);
+    }
+
     /// Writes out every flow still held (the end of a capture) and empties the table.
     pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
         for class in 0..CLASSES {
@@ -401,6 +410,7 @@ impl Slot {
             tls: None,
             http: None,
             quic: None,
+            device: None,
         };
         let inspector = Inspector::wanted(&packet.transport).then(Box::default);
         Slot {
@@ -539,4 +549,73 @@ fn octets(addr: IpAddr) -> [u8; 16] {
 
 fn slot_index(id: u32) -> usize {
     usize::try_from(id).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::LinkType;
+    use crate::packet;
+
+    const T0: i64 = 1_700_000_000 * NANOS_PER_SEC;
+
+    /// A raw IPv4 packet from 192.168.1.10:`sport` to 192.168.1.1:`dport`, UDP (17) or TCP (6)
+    /// with the SYN flag.
+    fn ipv4(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+        let transport_len = if proto == 6 { 20 } else { 8 };
+        let total = u16::try_from(20 + transport_len).unwrap();
+        let mut bytes = vec![0x45, 0];
+        bytes.extend(total.to_be_bytes());
+        bytes.extend([0, 1, 0, 0, 64, proto, 0, 0, 192, 168, 1, 10, 192, 168, 1, 1]);
+        bytes.extend(sport.to_be_bytes());
+        bytes.extend(dport.to_be_bytes());
+        if proto == 6 {
+            bytes.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags::SYN, 0xff, 0xff]);
+            bytes.extend([0, 0, 0, 0]);
+        } else {
+            bytes.extend(8u16.to_be_bytes());
+            bytes.extend([0, 0]);
+        }
+        bytes
+    }
+
+    fn observe(table: &mut FlowTable, ts_ns: i64, bytes: &[u8], out: &mut Vec<FlowRecord>) {
+        let packet = packet::decode(LinkType::Raw, bytes).unwrap();
+        table.observe(ts_ns, &packet, &mut |record| out.push(record));
+    }
+
+    #[test]
+    fn advance_ends_idle_flows_without_a_packet() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        observe(&mut table, T0, &ipv4(17, 40_000, 53), &mut out);
+        observe(&mut table, T0, &ipv4(6, 40_001, 80), &mut out);
+        assert_eq!(table.len(), 2);
+
+        table.advance(T0 + 59 * NANOS_PER_SEC, &mut |record| out.push(record));
+        assert!(out.is_empty(), "nothing is idle for 60 s yet: {out:?}");
+
+        // UDP is idle after 60 s; the TCP connection (300 s) stays open.
+        table.advance(T0 + 60 * NANOS_PER_SEC, &mut |record| out.push(record));
+        assert_eq!(out.len(), 1);
+        let udp = &out[0];
+        assert_eq!(
+            (udp.proto, udp.src_port, udp.dst_port),
+            (Proto::UDP, 40_000, 53)
+        );
+        assert_eq!(udp.end, EndReason::Idle);
+        assert_eq!((udp.ts_start, udp.ts_end, udp.pkts_out), (T0, T0, 1));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.stats().expired_idle, 1);
+
+        // Going back in time ends nothing.
+        table.advance(T0, &mut |record| out.push(record));
+        assert_eq!(out.len(), 1);
+
+        table.advance(T0 + 300 * NANOS_PER_SEC, &mut |record| out.push(record));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].tcp_state, Some(TcpState::SynSent));
+        assert_eq!(out[1].end, EndReason::Idle);
+        assert!(table.is_empty());
+    }
 }

@@ -10,3 +10,4 @@
 
 mod analyze;
 mod policy;
+mod sensor;

@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use palisade_dpi::analyzer::{Analyzer, Totals};
 use palisade_dpi::capture::CaptureReader;
+use palisade_dpi::counters::Counters;
 use palisade_dpi::flow::FlowConfig;
 use palisade_dpi::record::FlowRecord;
 use serde::Serialize;
@@ -147,7 +148,8 @@ impl<W: Write> Output<W> {
     }
 }
 
-fn write_json_line(sink: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+/// Writes `value` as one line of JSON.
+pub fn write_json_line(sink: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *sink, value)?;
     sink.write_all(b"\n")
 }
@@ -234,12 +236,9 @@ impl Summary {
     }
 
     fn report(self, totals: &Totals) -> Report<'_> {
-        let seconds = totals
-            .span_ns
-            .map_or(0.0, |(first, last)| (last - first) as f64 / 1e9);
         Report {
             totals,
-            seconds,
+            seconds: span_seconds(totals),
             app_protos: top(
                 self.app_protos.into_iter().map(|(k, v)| (k.to_owned(), v)),
                 usize::MAX,
@@ -273,30 +272,11 @@ struct Report<'t> {
 impl Report<'_> {
     fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let t = self.totals;
-        writeln!(
-            out,
-            "frames      {} ({} bytes on the wire, {:.3} s)",
-            t.frames, t.wire_bytes, self.seconds
-        )?;
-        writeln!(
-            out,
-            "packets     {} decoded, {} skipped",
-            t.packets,
-            t.skipped.total()
-        )?;
-        for (reason, count) in t.skipped.iter() {
-            writeln!(out, "              {reason}: {count}")?;
-        }
-        writeln!(out, "flows       {} ({} evicted)", t.flows, t.evicted)?;
+        write_totals(out, t)?;
         for (app, count) in &self.app_protos {
             writeln!(out, "              {app}: {count}")?;
         }
-        if t.decode_errors.total() > 0 {
-            writeln!(out, "refused     {}", t.decode_errors.total())?;
-            for (reason, count) in t.decode_errors.iter() {
-                writeln!(out, "              {reason}: {count}")?;
-            }
-        }
+        write_counts(out, "refused", &t.decode_errors)?;
         for (title, list) in [
             ("top talkers (bytes)", &self.top_talkers),
             ("top domains (flows)", &self.top_domains),
@@ -309,6 +289,48 @@ impl Report<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes the totals of an analysis as people read them: frames, packets decoded and skipped by
+/// reason, flows and evictions (the first lines of the summary; `palisade sensor` prints them
+/// at exit).
+pub fn write_totals(out: &mut impl Write, t: &Totals) -> io::Result<()> {
+    writeln!(
+        out,
+        "frames      {} ({} bytes on the wire, {:.3} s)",
+        t.frames,
+        t.wire_bytes,
+        span_seconds(t)
+    )?;
+    writeln!(
+        out,
+        "packets     {} decoded, {} skipped",
+        t.packets,
+        t.skipped.total()
+    )?;
+    for (reason, count) in t.skipped.iter() {
+        writeln!(out, "              {reason}: {count}")?;
+    }
+    writeln!(out, "flows       {} ({} evicted)", t.flows, t.evicted)
+}
+
+/// Writes `title` with the total of `counts` and each reason under it; nothing when all are 0.
+pub fn write_counts(out: &mut impl Write, title: &str, counts: &Counters) -> io::Result<()> {
+    if counts.total() == 0 {
+        return Ok(());
+    }
+    writeln!(out, "{title:<11} {}", counts.total())?;
+    for (reason, count) in counts.iter() {
+        writeln!(out, "              {reason}: {count}")?;
+    }
+    Ok(())
+}
+
+/// Seconds from the first frame to the last.
+fn span_seconds(totals: &Totals) -> f64 {
+    totals
+        .span_ns
+        .map_or(0.0, |(first, last)| (last - first) as f64 / 1e9)
 }
 
 fn top(counts: impl IntoIterator<Item = (String, u64)>, n: usize) -> Vec<(String, u64)> {

@@ -5,9 +5,12 @@
 //! - `main`: the command line and exit codes.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
+//! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
+//!   naming its client device.
 
 mod analyze;
 mod policy;
+mod sensor;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Read a pcap or pcapng capture and print its flows.
     Analyze(analyze::AnalyzeArgs),
+    /// Capture on a network interface (mirror port, gateway) and print its flows as they end,
+    /// each naming its client device.
+    Sensor(sensor::SensorArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Policy(command) => policy::run(command),
         Command::Analyze(args) => analyze::run(args),
+        Command::Sensor(args) => sensor::run(args),
     };
     match outcome {
         Ok(code) => code,

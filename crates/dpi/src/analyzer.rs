@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::capture::Frame;
 use crate::counters::Counters;
 use crate::flow::{FlowConfig, FlowStats, FlowTable};
-use crate::packet;
+use crate::packet::{self, Packet};
 use crate::record::FlowRecord;
 
 /// Decodes frames into flows.
@@ -49,6 +49,18 @@ impl Analyzer {
 
     /// Adds one frame; records of flows that ended are passed to `emit`.
     pub fn frame(&mut self, frame: &Frame<'_>, emit: &mut impl FnMut(FlowRecord)) {
+        self.frame_with(frame, &mut |_| {}, emit);
+    }
+
+    /// Adds one frame like [`Analyzer::frame`], and shows its decoded packet to `on_packet`
+    /// first (before any record the frame ends is emitted): how the network sensor learns
+    /// devices ([`crate::devices`]) from the same decoding.
+    pub fn frame_with(
+        &mut self,
+        frame: &Frame<'_>,
+        on_packet: &mut impl FnMut(&Packet<'_>),
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
         let totals = &mut self.totals;
         totals.frames += 1;
         totals.wire_bytes += u64::from(frame.orig_len);
@@ -59,10 +71,17 @@ impl Analyzer {
         match packet::decode(frame.link, frame.data) {
             Ok(packet) => {
                 totals.packets += 1;
+                on_packet(&packet);
                 self.table.observe(frame.ts_ns, &packet, emit);
             }
             Err(skip) => totals.skipped.add(skip.reason()),
         }
+    }
+
+    /// Moves time to `now_ns` without a frame, ending flows idle past their timeout (a live
+    /// capture calls it when no frame has come for a while); see [`FlowTable::advance`].
+    pub fn advance(&mut self, now_ns: i64, emit: &mut impl FnMut(FlowRecord)) {
+        self.table.advance(now_ns, emit);
     }
 
     /// Ends every flow still open and returns the totals.

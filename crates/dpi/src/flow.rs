@@ -123,6 +123,15 @@ impl FlowTable {
         self.push_back(id, class);
     }
 
+    /// Moves the table's time to `now_ns` (nanoseconds since the epoch) without a packet and
+    /// writes out the flows idle past their timeout: a live capture calls it when no packet has
+    /// come for a while. Time never goes back: a `now_ns` earlier than a packet already seen
+    /// ends nothing.
+    pub fn advance(&mut self, now_ns: i64, emit: &mut impl FnMut(FlowRecord)) {
+        self.now = self.now.max(now_ns);
+        self.expire(emit);
+    }
+
     /// Writes out every flow still held (the end of a capture) and empties the table.
     pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
         for class in 0..CLASSES {
@@ -406,6 +415,7 @@ impl Slot {
             tls: None,
             http: None,
             quic: None,
+            device: None,
         };
         let inspector = Inspector::wanted(&packet.transport).then(Box::default);
         Slot {
@@ -778,5 +788,33 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].pkts_out, 2);
         assert_eq!(stats.expired_idle, 0);
+    }
+
+    #[test]
+    fn advance_ends_idle_flows_without_a_packet() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        table.observe(0, &udp(40_000, 53), &mut |r| out.push(r));
+        table.observe(0, &tcp(true, SYN, 1, b""), &mut |r| out.push(r));
+        table.advance(59 * SEC, &mut |r| out.push(r));
+        assert!(out.is_empty(), "nothing is idle for 60 s yet: {out:?}");
+        // UDP is idle after 60 s; the TCP connection (300 s) stays open.
+        table.advance(60 * SEC, &mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].proto, out[0].src_port, out[0].end),
+            (Proto::UDP, 40_000, EndReason::Idle)
+        );
+        assert_eq!(table.len(), 1);
+        // Going back in time ends nothing.
+        table.advance(0, &mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        table.advance(300 * SEC, &mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[1].tcp_state, out[1].end),
+            (Some(TcpState::SynSent), EndReason::Idle)
+        );
+        assert!(table.is_empty());
     }
 }

@@ -191,7 +191,9 @@ impl Inspector {
                     record.app_proto = AppProto::Nbns;
                     return false;
                 }
-                if message.opcode != 0 || message.questions.is_empty() {
+                if message.opcode != 0
+                    || (message.questions.is_empty() && message.answers.is_empty())
+                {
                     return self.payload_packets < RECOGNITION_PACKETS;
                 }
                 self.stage = Stage::DnsUdp;
@@ -291,15 +293,27 @@ fn ssdp_request(payload: &[u8]) -> Option<HttpInfo> {
 }
 
 /// A cheap look at a DNS header before decoding the message: a standard query or response
-/// (opcode 0) with one to sixteen questions, and a first label of legal length. Most payloads
+/// (opcode 0) with one to sixteen questions (or none, in a response with answers: mDNS
+/// announcements), and a first label of legal length. Most payloads
 /// that are not DNS fail it, and decoding them is what costs.
 fn dns_like(msg: &[u8]) -> bool {
-    let (Some(&flags), Some(&qd_high), Some(&qd_low), Some(&label)) =
-        (msg.get(2), msg.get(4), msg.get(5), msg.get(12))
-    else {
+    let (Some(&flags), Some(&qd_high), Some(&qd_low), Some(&an_high), Some(&an_low), Some(&label)) = (
+        msg.get(2),
+        msg.get(4),
+        msg.get(5),
+        msg.get(6),
+        msg.get(7),
+        msg.get(12),
+    ) else {
         return false;
     };
-    flags & 0x78 == 0 && qd_high == 0 && (1..=16).contains(&qd_low) && label <= 63
+    // An mDNS announcement is a response with answers and no question.
+    let announcement = qd_low == 0 && flags & 0x80 != 0 && (an_high, an_low) != (0, 0);
+    flags & 0x78 == 0
+        && qd_high == 0
+        && (qd_low <= 16)
+        && (qd_low > 0 || announcement)
+        && label <= 63
 }
 
 /// DNS over TCP: the first message decodes as a query.

@@ -13,15 +13,18 @@
 //! - [`quic`]: QUIC v1 client Initial packets, decrypted and reassembled into the TLS ClientHello.
 //! - [`socks`]: SOCKS4/4a/5 handshakes, skipped to read the proxied stream.
 //! - [`dhcp`]: DHCPv4 messages (device MAC, host name, address).
+//! - [`devices`]: devices on the local network (MAC, address, host name from DHCP and mDNS),
+//!   learned from decoded packets, for the network sensor.
 //! - `inspect`: per-flow content inspection (protocol recognition, calling the decoders).
 //! - [`record`]: the flow record, as written by `palisade analyze` and `palisade sensor`.
 //! - [`flow`]: the flow table (5-tuple flows, counters, TCP state, timeouts, eviction).
-//! - [`analyzer`]: frames in, flow records out.
+//! - [`analyzer`]: frames in, flow records out (and decoded packets, for device learning).
 //! - [`counters`]: counts by reason, for everything skipped or refused.
 
 pub mod analyzer;
 pub mod capture;
 pub mod counters;
+pub mod devices;
 pub mod dhcp;
 pub mod dns;
 pub mod flow;

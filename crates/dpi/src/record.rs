@@ -70,6 +70,9 @@ pub struct FlowRecord {
     /// The TLS ClientHello carried in QUIC Initial packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic: Option<QuicInfo>,
+    /// The client as a device (`palisade sensor` only; the flow table leaves it empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
 }
 
 /// A transport protocol number, written by name where it has one (`tcp`, `udp`, `icmp`,
@@ -212,6 +215,20 @@ impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(std::str::from_utf8(&self.text()).unwrap_or_default())
     }
+}
+
+/// A device on the local network, as the network sensor knows it: its address, and where seen,
+/// its MAC address and the host name it announced (DHCP option 12 or mDNS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// The device's MAC address, when its address was seen sent from it on the local network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    /// The device's IP address.
+    pub ip: IpAddr,
+    /// The host name the device announced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// DNS carried by a flow: every distinct question, every answer, the last response code.

@@ -10,4 +10,5 @@
 
 mod analyze;
 mod policy;
+mod sensor;
 mod tshark;

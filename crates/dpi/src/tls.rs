@@ -440,24 +440,11 @@ fn client_hello_body(r: &mut Reader<'_>) -> Result<ClientHello, TlsError> {
         ec_point_formats: Vec::new(),
         signature_algorithms: Vec::new(),
     };
-    // Hellos from before TLS 1.2 may end here, without an extensions block.
-    if r.is_empty() {
-        return Ok(hello);
-    }
-    let mut block = r.sub16("extensions run past the end")?;
-    r.done("bytes after the extensions")?;
-    let mut seen = HashSet::new();
-    while !block.is_empty() {
-        let at = block.pos;
-        let ext = block.u16("extension type runs past the end")?;
-        let mut data = block.sub16("extension runs past the end")?;
-        if !seen.insert(ext) {
-            return Err(invalid(at, "extension type appears twice"));
-        }
+    for_each_extension(r, |ext, data| {
         hello.extensions.push(ext);
         match ext {
-            EXT_SERVER_NAME => hello.sni = server_name(&mut data)?,
-            EXT_ALPN => hello.alpn = alpn_names(&mut data)?,
+            EXT_SERVER_NAME => hello.sni = server_name(data)?,
+            EXT_ALPN => hello.alpn = alpn_names(data)?,
             EXT_SUPPORTED_VERSIONS => {
                 hello.supported_versions = data
                     .sub8("supported versions run past the extension")?
@@ -481,9 +468,35 @@ fn client_hello_body(r: &mut Reader<'_>) -> Result<ClientHello, TlsError> {
                 data.rest();
             }
         }
+        Ok(())
+    })?;
+    Ok(hello)
+}
+
+/// Walks the extensions block that ends a hello, if there is one (hellos from before TLS 1.2
+/// may end without it): each extension's type and data go to `visit`, which must read the data
+/// to its end. An extension type may appear once.
+fn for_each_extension<'m>(
+    r: &mut Reader<'m>,
+    mut visit: impl FnMut(u16, &mut Reader<'m>) -> Result<(), TlsError>,
+) -> Result<(), TlsError> {
+    if r.is_empty() {
+        return Ok(());
+    }
+    let mut block = r.sub16("extensions run past the end")?;
+    r.done("bytes after the extensions")?;
+    let mut seen = HashSet::new();
+    while !block.is_empty() {
+        let at = block.pos;
+        let ext = block.u16("extension type runs past the end")?;
+        let mut data = block.sub16("extension runs past the end")?;
+        if !seen.insert(ext) {
+            return Err(invalid(at, "extension type appears twice"));
+        }
+        visit(ext, &mut data)?;
         data.done("extension longer than its fields")?;
     }
-    Ok(hello)
+    Ok(())
 }
 
 fn server_hello_body(r: &mut Reader<'_>) -> Result<ServerHello, TlsError> {
@@ -497,26 +510,14 @@ fn server_hello_body(r: &mut Reader<'_>) -> Result<ServerHello, TlsError> {
         cipher_suite,
         alpn: None,
     };
-    if r.is_empty() {
-        return Ok(hello);
-    }
-    let mut block = r.sub16("extensions run past the end")?;
-    r.done("bytes after the extensions")?;
-    let mut seen = HashSet::new();
-    while !block.is_empty() {
-        let at = block.pos;
-        let ext = block.u16("extension type runs past the end")?;
-        let mut data = block.sub16("extension runs past the end")?;
-        if !seen.insert(ext) {
-            return Err(invalid(at, "extension type appears twice"));
-        }
+    for_each_extension(r, |ext, data| {
         match ext {
             EXT_SUPPORTED_VERSIONS => {
                 hello.version = data.u16("selected version runs past the extension")?;
             }
             EXT_ALPN => {
                 let at = data.pos;
-                let mut names = alpn_names(&mut data)?;
+                let mut names = alpn_names(data)?;
                 if names.len() != 1 {
                     return Err(invalid(
                         at,
@@ -529,8 +530,8 @@ fn server_hello_body(r: &mut Reader<'_>) -> Result<ServerHello, TlsError> {
                 data.rest();
             }
         }
-        data.done("extension longer than its fields")?;
-    }
+        Ok(())
+    })?;
     Ok(hello)
 }
 

@@ -31,10 +31,15 @@ pub struct FlowConfig {
     pub other_idle_ns: i64,
     /// A flow that lasts this long is written out and continues in a new record, nanoseconds.
     pub active_ns: i64,
+    /// Bytes that content inspection may hold at once, over all flows (reassembled stream
+    /// beginnings). A flow whose inspection would pass it is no longer inspected, and that is
+    /// counted as `inspection_over_budget`; its counters go on.
+    pub max_inspect_bytes: usize,
 }
 
 impl Default for FlowConfig {
-    /// 100,000 flows; idle 300 s (TCP), 10 s (closed TCP), 60 s (others); active 1,800 s.
+    /// 100,000 flows; idle 300 s (TCP), 10 s (closed TCP), 60 s (others); active 1,800 s;
+    /// 64 MiB for inspection.
     fn default() -> Self {
         FlowConfig {
             max_flows: 100_000,
@@ -42,6 +47,7 @@ impl Default for FlowConfig {
             tcp_closed_idle_ns: 10 * NANOS_PER_SEC,
             other_idle_ns: 60 * NANOS_PER_SEC,
             active_ns: 1_800 * NANOS_PER_SEC,
+            max_inspect_bytes: 64 << 20,
         }
     }
 }
@@ -73,6 +79,8 @@ pub struct FlowTable {
     lru: [List; CLASSES],
     now: i64,
     stats: FlowStats,
+    /// Bytes held by the inspection of all flows.
+    inspect_bytes: usize,
 }
 
 impl FlowTable {
@@ -86,6 +94,7 @@ impl FlowTable {
             lru: [List::EMPTY; CLASSES],
             now: i64::MIN,
             stats: FlowStats::default(),
+            inspect_bytes: 0,
         }
     }
 
@@ -116,6 +125,18 @@ impl FlowTable {
         }
         let from_client = src_is_lo == slot.client_is_lo;
         slot.add(ts_ns, packet, from_client, &mut self.stats.decode_errors);
+        let held = slot
+            .inspector
+            .as_ref()
+            .map_or(0, |inspector| inspector.buffered());
+        self.inspect_bytes = self.inspect_bytes - slot.inspect_bytes + held;
+        slot.inspect_bytes = held;
+        if self.inspect_bytes > self.config.max_inspect_bytes {
+            self.inspect_bytes -= held;
+            slot.inspect_bytes = 0;
+            slot.inspector = None;
+            self.stats.decode_errors.add("inspection_over_budget");
+        }
         let class = slot.class();
         let old = slot.class;
         slot.class = class;
@@ -223,6 +244,7 @@ impl FlowTable {
         };
         self.index.remove(&slot.key);
         self.free.push(id);
+        self.inspect_bytes -= slot.inspect_bytes;
         let mut record = slot.record;
         record.end = reason;
         emit(record);
@@ -365,6 +387,8 @@ struct Slot {
     /// Whether the client is the key's lower endpoint.
     client_is_lo: bool,
     inspector: Option<Box<Inspector>>,
+    /// Bytes the inspector held after the last packet (counted in the table's total).
+    inspect_bytes: usize,
     fin_out: bool,
     fin_in: bool,
     class: usize,
@@ -423,6 +447,7 @@ impl Slot {
             record,
             client_is_lo: src_is_lo == src_is_client,
             inspector,
+            inspect_bytes: 0,
             fin_out: false,
             fin_in: false,
             class: Class::Other as usize,
@@ -816,5 +841,27 @@ mod tests {
             (Some(TcpState::SynSent), EndReason::Idle)
         );
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn inspection_stops_at_its_memory_budget_and_says_so() {
+        let config = FlowConfig {
+            max_inspect_bytes: 100,
+            ..FlowConfig::default()
+        };
+        // A stream that starts like TLS and never completes its ClientHello keeps its bytes.
+        let mut hello = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+        hello.resize(90, 0);
+        let (records, stats) = run(
+            config,
+            &[
+                (0, tcp(true, ACK | PSH, 1, &hello)),
+                (1, tcp(true, ACK | PSH, 91, &hello[..20])),
+                (2, tcp(true, ACK | PSH, 111, &hello[..20])),
+            ],
+        );
+        assert_eq!(records[0].pkts_out, 3);
+        assert_eq!(records[0].app_proto, AppProto::Tls);
+        assert_eq!(stats.decode_errors.get("inspection_over_budget"), 1);
     }
 }

@@ -73,6 +73,12 @@ impl Inspector {
         matches!(transport, Transport::Tcp { .. } | Transport::Udp { .. })
     }
 
+    /// Bytes of stream held for reading.
+    pub fn buffered(&self) -> usize {
+        let held = |stream: &Option<Stream>| stream.as_ref().map_or(0, Stream::buffered);
+        held(&self.client) + held(&self.server)
+    }
+
     /// Reads one packet of the flow into `record`. Returns whether later packets are wanted.
     pub fn inspect(
         &mut self,

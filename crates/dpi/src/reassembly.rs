@@ -59,6 +59,16 @@ impl Stream {
         &self.data
     }
 
+    /// Bytes held: the contiguous data and the segments waiting for a gap.
+    pub fn buffered(&self) -> usize {
+        self.data.len()
+            + self
+                .pending
+                .iter()
+                .map(|(_, bytes)| bytes.len())
+                .sum::<usize>()
+    }
+
     /// Drops the first `n` bytes (a consumed message); later bytes keep their place.
     pub fn consume(&mut self, n: usize) {
         self.data.drain(..n.min(self.data.len()));

@@ -433,7 +433,7 @@ impl Slot {
             src_mac,
             dst_mac,
             vlan: packet.vlan,
-            tunnel: packet.tunnel.map(tunnel_name),
+            tunnel: packet.tunnel.map(Tunnel::name),
             fragments: 0,
             dns: None,
             tls: None,
@@ -558,17 +558,6 @@ fn src_is_client(packet: &Packet<'_>) -> bool {
 /// Whether `port` looks like the server's side of the pair: well known while the other is not.
 fn is_service_port(port: u16, other: u16) -> bool {
     port < 1024 && other >= 1024
-}
-
-fn tunnel_name(tunnel: Tunnel) -> &'static str {
-    match tunnel {
-        Tunnel::Gre => "gre",
-        Tunnel::Erspan => "erspan",
-        Tunnel::Vxlan => "vxlan",
-        Tunnel::Geneve => "geneve",
-        Tunnel::IpInIp => "ipip",
-        Tunnel::L2tp => "l2tp",
-    }
 }
 
 fn octets(addr: IpAddr) -> [u8; 16] {

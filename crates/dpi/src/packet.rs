@@ -110,6 +110,20 @@ pub enum Tunnel {
     L2tp,
 }
 
+impl Tunnel {
+    /// The name flow records use: `gre`, `erspan`, `vxlan`, `geneve`, `ipip`, `l2tp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tunnel::Gre => "gre",
+            Tunnel::Erspan => "erspan",
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::Geneve => "geneve",
+            Tunnel::IpInIp => "ipip",
+            Tunnel::L2tp => "l2tp",
+        }
+    }
+}
+
 /// The transport header of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {

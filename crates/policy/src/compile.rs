@@ -60,7 +60,7 @@ enum Check {
     /// `app_path`, `app_name`, `app_sha256`: exact values compared by id.
     Interned {
         field: Field,
-        ids: Box<[u32]>,
+        ids: Few<u32>,
         globs: Box<[TextPattern]>,
     },
     Text {
@@ -85,12 +85,39 @@ enum Check {
     },
     Port {
         field: Field,
-        ranges: Vec<PortRange>,
+        ranges: Few<PortRange>,
     },
-    Protocol(Vec<Protocol>),
-    Direction(Vec<Direction>),
-    Scope(Vec<Scope>),
+    /// Bits of [`protocol_bit`]; zero (`any`) matches every connection.
+    Protocol(u8),
+    /// Bits of [`direction_bit`].
+    Direction(u8),
+    /// Bits of [`scope_bit`].
+    Scope(u8),
     List(Vec<usize>),
+}
+
+/// A list of values that usually has one entry, which is then kept inline: checking a candidate
+/// rule should not follow a pointer for each of its conditions.
+#[derive(Debug, Clone)]
+enum Few<T> {
+    One(T),
+    Many(Box<[T]>),
+}
+
+impl<T: Clone> Few<T> {
+    fn new(values: &[T]) -> Few<T> {
+        match values {
+            [one] => Few::One(one.clone()),
+            _ => Few::Many(values.into()),
+        }
+    }
+
+    fn any(&self, mut f: impl FnMut(&T) -> bool) -> bool {
+        match self {
+            Few::One(one) => f(one),
+            Few::Many(many) => many.iter().any(f),
+        }
+    }
 }
 
 /// Where a rule is filed.
@@ -287,7 +314,8 @@ impl CompiledPolicy {
                 let globs: Box<[TextPattern]> = globs.into_iter().cloned().collect();
                 if let Some(slot) = text_slot(*field) {
                     let index = self.text_index(slot);
-                    let ids = exact.iter().map(|p| index.intern(p.as_str())).collect();
+                    let ids: Vec<u32> = exact.iter().map(|p| index.intern(p.as_str())).collect();
+                    let ids = Few::new(&ids);
                     return Check::Interned {
                         field: *field,
                         ids,
@@ -327,11 +355,13 @@ impl CompiledPolicy {
             }
             Matcher::Port { field, ranges } => Check::Port {
                 field: *field,
-                ranges: ranges.clone(),
+                ranges: Few::new(ranges),
             },
-            Matcher::Protocol(p) => Check::Protocol(p.clone()),
-            Matcher::Direction(d) => Check::Direction(d.clone()),
-            Matcher::Scope(s) => Check::Scope(s.clone()),
+            Matcher::Protocol(p) => Check::Protocol(p.iter().fold(0, |b, p| b | protocol_bit(*p))),
+            Matcher::Direction(d) => {
+                Check::Direction(d.iter().fold(0, |b, d| b | direction_bit(*d)))
+            }
+            Matcher::Scope(s) => Check::Scope(s.iter().fold(0, |b, s| b | scope_bit(*s))),
             Matcher::List(ids) => Check::List(ids.clone()),
         }
     }
@@ -406,7 +436,7 @@ impl CompiledPolicy {
                     Field::AppName => facts.app_name,
                     _ => facts.app_path,
                 };
-                (id != NO_ID && ids.contains(&id))
+                (id != NO_ID && ids.any(|i| *i == id))
                     || (!globs.is_empty()
                         && matches!(field.get(conn), Some(FieldValue::Text(v)) if globs.iter().any(|g| g.matches(v))))
             }
@@ -440,12 +470,15 @@ impl CompiledPolicy {
             Check::Ip { field, nets } => field.address(conn).is_some_and(|ip| nets.contains(ip)),
             Check::Port { field, ranges } => field
                 .port(conn)
-                .is_some_and(|p| ranges.iter().any(|r| r.contains(p))),
+                .is_some_and(|p| ranges.any(|r| r.contains(p))),
             Check::Protocol(protocols) => {
-                protocols.is_empty() || conn.protocol.is_some_and(|p| protocols.contains(&p))
+                *protocols == 0
+                    || conn
+                        .protocol
+                        .is_some_and(|p| protocols & protocol_bit(p) != 0)
             }
-            Check::Direction(directions) => directions.contains(&conn.direction),
-            Check::Scope(scopes) => conn.scope().is_some_and(|s| scopes.contains(&s)),
+            Check::Direction(directions) => directions & direction_bit(conn.direction) != 0,
+            Check::Scope(scopes) => conn.scope().is_some_and(|s| scopes & scope_bit(s) != 0),
             Check::List(ids) => {
                 ids.iter()
                     .filter_map(|&i| self.lists.get(i))
@@ -491,6 +524,29 @@ impl Check {
             Check::CmdlineContains(_) => 3,
             Check::CmdlineMatches(_) => 4,
         }
+    }
+}
+
+fn protocol_bit(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 1,
+        Protocol::Udp => 2,
+        Protocol::Icmp => 4,
+    }
+}
+
+fn direction_bit(direction: Direction) -> u8 {
+    match direction {
+        Direction::Outbound => 1,
+        Direction::Inbound => 2,
+    }
+}
+
+fn scope_bit(scope: Scope) -> u8 {
+    match scope {
+        Scope::Localhost => 1,
+        Scope::Lan => 2,
+        Scope::Internet => 4,
     }
 }
 

@@ -10,7 +10,7 @@
 //! - [`IpIndex`]: a [`RangeIndex`] for each address family.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
@@ -48,13 +48,117 @@ impl Postings {
     }
 }
 
+/// A read-only hash table from strings to small values, for the lookups of a decision.
+///
+/// Open addressing with linear probing; each slot holds the key's full hash and its value, and
+/// the keys sit together in one byte vector. A lookup reads one slot (and, for a key that is
+/// there, its bytes) instead of a control byte, a bucket, a separately allocated key and then
+/// the value's own storage: at 100,000 rules each of those is a cache miss.
+#[derive(Debug, Clone)]
+struct StrTable<V> {
+    hasher: RandomState,
+    /// Length a power of two, at most half full; `len == u32::MAX` marks an empty slot.
+    slots: Vec<StrSlot<V>>,
+    keys: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StrSlot<V> {
+    hash: u64,
+    start: u32,
+    len: u32,
+    value: V,
+}
+
+impl<V: Copy + Default> Default for StrTable<V> {
+    fn default() -> Self {
+        StrTable {
+            hasher: RandomState::default(),
+            slots: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl<V: Copy + Default> StrTable<V> {
+    /// A table of `entries` (keys distinct).
+    fn new<'k>(entries: impl ExactSizeIterator<Item = (&'k str, V)>) -> StrTable<V> {
+        let mut table = StrTable::default();
+        if entries.len() == 0 {
+            return table;
+        }
+        let size = (entries.len() * 2).next_power_of_two().max(2);
+        let empty = StrSlot {
+            hash: 0,
+            start: 0,
+            len: u32::MAX,
+            value: V::default(),
+        };
+        table.slots = vec![empty; size];
+        for (key, value) in entries {
+            let hash = table.hasher.hash_one(key);
+            let start = u32::try_from(table.keys.len()).unwrap_or(u32::MAX);
+            let len = u32::try_from(key.len()).unwrap_or(u32::MAX - 1);
+            table.keys.extend_from_slice(key.as_bytes());
+            let mask = table.slots.len() - 1;
+            let mut at = table.home(hash);
+            while let Some(slot) = table.slots.get_mut(at) {
+                if slot.len == u32::MAX {
+                    *slot = StrSlot {
+                        hash,
+                        start,
+                        len,
+                        value,
+                    };
+                    break;
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        table
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        // The top bits: foldhash mixes them best.
+        let bits = self.slots.len().trailing_zeros();
+        usize::try_from(hash.checked_shr(64 - bits).unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let hash = self.hasher.hash_one(key);
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(hash);
+        while let Some(slot) = self.slots.get(at) {
+            if slot.len == u32::MAX {
+                return None;
+            }
+            if slot.hash == hash && slot.len as usize == key.len() {
+                let start = slot.start as usize;
+                if self.keys.get(start..start + key.len()) == Some(key.as_bytes()) {
+                    return Some(slot.value);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+}
+
 /// Exact strings to rules. Every string also gets a small number (its id), so that rules can
 /// compare a connection's value by id instead of by text once it has been looked up.
 #[derive(Debug, Default, Clone)]
 pub struct TextIndex {
     ids: HashMap<Box<str>, u32, RandomState>,
     building: Vec<Vec<u32>>,
-    spans: Vec<Span>,
+    /// Each key's id and rules, once frozen.
+    table: StrTable<(u32, Span)>,
     postings: Postings,
 }
 
@@ -88,20 +192,24 @@ impl TextIndex {
 
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
-        self.spans = std::mem::take(&mut self.building)
+        let spans: Vec<Span> = std::mem::take(&mut self.building)
             .into_iter()
             .map(|rules| self.postings.push(rules))
             .collect();
-        self.ids.shrink_to_fit();
+        let entries: Vec<(&str, (u32, Span))> = self
+            .ids
+            .iter()
+            .map(|(key, &id)| {
+                let span = spans.get(id as usize).copied().unwrap_or_default();
+                (&**key, (id, span))
+            })
+            .collect();
+        self.table = StrTable::new(entries.into_iter());
     }
 
     /// The id of `key` and the rules added under it, in order.
     pub fn lookup(&self, key: &str) -> Option<(u32, &[u32])> {
-        if self.ids.is_empty() {
-            return None;
-        }
-        let id = *self.ids.get(key)?;
-        let span = self.spans.get(id as usize).copied().unwrap_or_default();
+        let (id, span) = self.table.get(key)?;
         Some((id, self.postings.get(span)))
     }
 }
@@ -112,7 +220,7 @@ pub struct DomainIndex {
     building: HashMap<Box<str>, [Vec<u32>; 3], RandomState>,
     /// For each name: rules for the exact name, for the name and its subdomains, and for its
     /// strict subdomains only.
-    keys: HashMap<Box<str>, [Span; 3], RandomState>,
+    keys: StrTable<[Span; 3]>,
     postings: Postings,
     /// Bit `n - 1` is set when some indexed name has `n` labels: suffixes with other label
     /// counts cannot be keys and are not looked up.
@@ -149,11 +257,14 @@ impl DomainIndex {
 
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
-        for (key, lists) in std::mem::take(&mut self.building) {
-            let spans = lists.map(|rules| self.postings.push(rules));
-            self.keys.insert(key, spans);
-        }
-        self.keys.shrink_to_fit();
+        let building = std::mem::take(&mut self.building);
+        let frozen: Vec<(Box<str>, [Span; 3])> = building
+            .into_iter()
+            .map(|(key, lists)| (key, lists.map(|rules| self.postings.push(rules))))
+            .collect();
+        let entries: Vec<(&str, [Span; 3])> =
+            frozen.iter().map(|(key, spans)| (&**key, *spans)).collect();
+        self.keys = StrTable::new(entries.into_iter());
     }
 
     /// Calls `visit` with each list of rules whose pattern matches `domain` (lower case).
@@ -205,13 +316,26 @@ impl DomainIndex {
                 continue;
             }
             if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
-                step(spans, start == 0);
+                step(&spans, start == 0);
             }
             // Step over the dot.
             start = start.saturating_sub(1);
         }
     }
 }
+
+/// What covers one elementary interval of a [`RangeIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Covering {
+    /// The rules of all covering ranges, merged into one sorted list of `postings`: a lookup
+    /// goes straight from the interval to its rules.
+    Rules(Span),
+    /// Range numbers, a span of `covering`, when their merged rules would be too long to copy.
+    Ranges(Span),
+}
+
+/// Longest merged rule list an interval gets; longer ones are reached through their ranges.
+const MERGED_RULES: usize = 64;
 
 /// An unsigned integer type usable as a [`RangeIndex`] key.
 pub trait RangeKey: Copy + Ord + Hash + std::fmt::Debug + Default {
@@ -236,8 +360,8 @@ pub struct RangeIndex<K> {
     building: HashMap<(K, K), Vec<u32>, RandomState>,
     /// Start of each elementary interval; the first is always `K::default()` (zero).
     starts: Vec<K>,
-    /// For each interval, the ranges covering it, as a span of `covering`.
-    interval_sets: Vec<Span>,
+    /// For each interval, what covers it.
+    interval_sets: Vec<Covering>,
     /// Range numbers, grouped per distinct covering set.
     covering: Postings,
     /// For each range number, its rules in `postings`.
@@ -289,7 +413,7 @@ impl<K: RangeKey> RangeIndex<K> {
         boundaries.dedup();
 
         // Sweep the boundaries, keeping the ranges that cover the current interval.
-        let mut interned: HashMap<Vec<u32>, Span, RandomState> = HashMap::default();
+        let mut interned: HashMap<Vec<u32>, Covering, RandomState> = HashMap::default();
         let mut active: Vec<(K, u32)> = Vec::new();
         let mut next = 0;
         for &at in &boundaries {
@@ -303,34 +427,53 @@ impl<K: RangeKey> RangeIndex<K> {
             }
             let mut set: Vec<u32> = active.iter().map(|(_, id)| *id).collect();
             set.sort_unstable();
-            let span = match interned.get(&set) {
-                Some(span) => *span,
+            let covering = match interned.get(&set) {
+                Some(covering) => *covering,
                 None => {
-                    let span = self.covering.push(set.clone());
-                    interned.insert(set, span);
-                    span
+                    let spans = set.iter().filter_map(|&r| self.range_rules.get(r as usize));
+                    let merged: usize = spans.clone().map(|s| s.len as usize).sum();
+                    let covering = if merged <= MERGED_RULES {
+                        let rules: Vec<u32> = spans
+                            .flat_map(|s| self.postings.get(*s).iter().copied())
+                            .collect();
+                        Covering::Rules(self.postings.push(rules))
+                    } else {
+                        Covering::Ranges(self.covering.push(set.clone()))
+                    };
+                    interned.insert(set, covering);
+                    covering
                 }
             };
             self.starts.push(at);
-            self.interval_sets.push(span);
+            self.interval_sets.push(covering);
         }
     }
 
     /// Calls `visit` with the rules of every range containing `key`.
     pub fn visit(&self, key: K, visit: &mut impl FnMut(&[u32])) {
-        for &range in self.covering_ranges(key) {
-            if let Some(span) = self.range_rules.get(range as usize) {
-                visit(self.postings.get(*span));
+        match self.covering(key) {
+            Some(Covering::Rules(span)) => visit(self.postings.get(span)),
+            Some(Covering::Ranges(span)) => {
+                for &range in self.covering.get(span) {
+                    if let Some(span) = self.range_rules.get(range as usize) {
+                        visit(self.postings.get(*span));
+                    }
+                }
             }
+            None => {}
         }
     }
 
     /// Whether any range contains `key`.
     pub fn contains(&self, key: K) -> bool {
-        !self.covering_ranges(key).is_empty()
+        // Every range has at least one rule, so a covered interval has a non-empty list.
+        match self.covering(key) {
+            Some(Covering::Rules(span) | Covering::Ranges(span)) => span.len > 0,
+            None => false,
+        }
     }
 
-    fn covering_ranges(&self, key: K) -> &[u32] {
+    fn covering(&self, key: K) -> Option<Covering> {
         // Binary search for the last interval starting at or before `key`, written without
         // data-dependent branches (the first interval starts at zero, so there always is one).
         let mut base = 0;
@@ -346,10 +489,7 @@ impl<K: RangeKey> RangeIndex<K> {
             }
             len -= half;
         }
-        match self.interval_sets.get(base) {
-            Some(span) => self.covering.get(*span),
-            None => &[],
-        }
+        self.interval_sets.get(base).copied()
     }
 }
 

@@ -94,7 +94,7 @@ pub struct RunningServer {
 
 /// Opens the store, bootstraps on first start, binds and starts serving.
 pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+    create_data_dir(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
@@ -140,6 +140,19 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         shutdown,
         task,
     })
+}
+
+/// Creates the data directory, readable only by its owner (it holds the database with password
+/// hashes and the credentials file); an existing directory is left as it is.
+fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 impl RunningServer {

@@ -59,6 +59,7 @@ on_both_backends!(
     list_files_are_refused,
     versions_increment_and_audit_chain_verifies,
     metrics_count_requests_and_versions,
+    concurrent_creates_get_consecutive_versions,
 );
 
 async fn health_and_readiness(s: &TestServer) {
@@ -219,6 +220,30 @@ async fn metrics_count_requests_and_versions(s: &TestServer) {
     assert_eq!(s.metric("palisade_policy_versions_total").await, "1");
 }
 
+async fn concurrent_creates_get_consecutive_versions(s: &TestServer) {
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = s
+            .client
+            .post(format!("{}/api/v1/policies", s.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": "office", "format": "yaml", "source": GOOD}));
+        requests.spawn(async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<serde_json::Value>().await.unwrap()["version"]
+                .as_i64()
+                .unwrap()
+        });
+    }
+    let mut versions = requests.join_all().await;
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    let audit = s.get("/api/v1/audit", Some(ADMIN_TOKEN)).await;
+    assert_eq!(audit.body["verified"], true, "{}", audit.text);
+    assert_eq!(audit.body["entries"].as_array().unwrap().len(), 2 + 8);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_writes_private_credentials_and_later_starts_do_not() {
     use std::os::unix::fs::PermissionsExt;
@@ -229,6 +254,11 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
     assert_eq!(path, s.dir.path().join("data/initial-credentials"));
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(s.dir.path().join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("user: admin\n"));
     let password = text

@@ -60,6 +60,7 @@ on_both_backends!(
     versions_increment_and_audit_chain_verifies,
     metrics_count_requests_and_versions,
     concurrent_creates_get_consecutive_versions,
+    stored_history_cannot_be_rewritten,
 );
 
 async fn health_and_readiness(s: &TestServer) {
@@ -242,6 +243,34 @@ async fn concurrent_creates_get_consecutive_versions(s: &TestServer) {
     let audit = s.get("/api/v1/audit", Some(ADMIN_TOKEN)).await;
     assert_eq!(audit.body["verified"], true, "{}", audit.text);
     assert_eq!(audit.body["entries"].as_array().unwrap().len(), 2 + 8);
+}
+
+async fn stored_history_cannot_be_rewritten(s: &TestServer) {
+    let r = s.create_policy(ADMIN_TOKEN, "office", "yaml", GOOD).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for sql in [
+        "UPDATE policy_versions SET source = 'rules: []'",
+        "DELETE FROM policy_versions",
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ] {
+        let refused = s.raw_execute(sql).await.unwrap_err();
+        assert!(
+            refused.contains("immutable") || refused.contains("append-only"),
+            "{sql}: {refused}"
+        );
+    }
+    let id = r.body["policy_id"].as_i64().unwrap();
+    let versions = s
+        .get(
+            &format!("/api/v1/policies/{id}/versions"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(versions.body[0]["source"], GOOD);
+    let audit = s.get("/api/v1/audit", Some(ADMIN_TOKEN)).await;
+    assert_eq!(audit.body["verified"], true, "{}", audit.text);
+    assert_eq!(audit.body["entries"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
+    database: Database,
     _schema: Option<PgSchema>,
 }
 
@@ -45,7 +46,7 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().join("data"),
-        database,
+        database: database.clone(),
         http: "127.0.0.1:0".parse().unwrap(),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
     };
@@ -55,6 +56,7 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         client: reqwest::Client::new(),
         server: Some(server),
         dir,
+        database,
         _schema: schema,
     })
 }
@@ -123,6 +125,32 @@ impl TestServer {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
             .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// Runs SQL on the server's database directly, past the API (as an intruder with database
+    /// access would); the error's text when the database refuses.
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, String> {
+        let done = match &self.database {
+            Database::Sqlite => {
+                let path = self.dir.path().join("data/palisade.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+            Database::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+        };
+        done.map_err(|e| e.to_string())
     }
 
     pub async fn stop(mut self) {

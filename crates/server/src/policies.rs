@@ -88,9 +88,11 @@ pub async fn create_version(
         format: format.as_str(),
         source,
     };
-    Ok(store
+    let version = store
         .create_policy_version(&new, &who.actor, &now.to_string())
-        .await?)
+        .await?;
+    tracing::info!(policy = name, version = version.version, actor = %who.actor, "policy version stored");
+    Ok(version)
 }
 
 fn require(who: &Principal, permission: Permission) -> Result<(), Error> {

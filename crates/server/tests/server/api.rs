@@ -109,6 +109,15 @@ async fn invalid_policy_is_refused_and_nothing_stored(s: &TestServer) {
             && first.contains("explode"),
         "{first}"
     );
+    // A malformed request (unknown format, unknown field, bad name) is a 400, not a 422.
+    for body in [
+        json!({"name": "office", "format": "toml", "source": GOOD}),
+        json!({"name": "office", "format": "yaml", "source": GOOD, "extra": 1}),
+        json!({"name": "../office", "format": "yaml", "source": GOOD}),
+    ] {
+        let r = s.post("/api/v1/policies", Some(ADMIN_TOKEN), &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+    }
     let r = s.get("/api/v1/policies", Some(ADMIN_TOKEN)).await;
     assert_eq!(r.body, json!([]));
     assert_eq!(s.metric("palisade_policy_versions_total").await, "0");

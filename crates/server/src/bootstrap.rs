@@ -51,6 +51,11 @@ pub async fn first_start(
     if token.is_some_and(|t| t.expose().len() < 16) {
         return Err(BootstrapError::WeakToken);
     }
+    if store.has_users().await? {
+        return Ok(None);
+    }
+    // Two nodes may get here at once on one PostgreSQL; `Store::bootstrap` decides, in one
+    // transaction, which of them creates the admin.
     let password = random_password()?;
     let password_hash = hash_password(&password)?;
     let hashed_token = token.map(|t| token_hash(t.expose()));

@@ -285,6 +285,14 @@ impl Store {
         with_pool!(self, pool => pool.close().await);
     }
 
+    /// Whether any user exists (the first start has happened).
+    pub async fn has_users(&self) -> Result<bool, StoreError> {
+        let (n,): (i64,) = with_pool!(self, pool => {
+            sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(pool).await
+        })?;
+        Ok(n > 0)
+    }
+
     /// Stores the first admin (and token) unless any user exists; returns whether it did.
     pub async fn bootstrap(&self, b: &Bootstrap<'_>, at: &str) -> Result<bool, StoreError> {
         let created = write_tx!(self, tx => {

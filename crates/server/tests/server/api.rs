@@ -321,6 +321,23 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
     .await
     .unwrap();
     assert_eq!(again.initial_credentials, None);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("credentials"))
+            .count(),
+        1,
+        "only the first start's file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/initial-credentials")).unwrap(),
+        text
+    );
     // The bootstrap token from the first start still works.
     let r = reqwest::Client::new()
         .get(format!("http://{}/api/v1/policies", again.http))

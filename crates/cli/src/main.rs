@@ -7,10 +7,12 @@
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
 //!   naming its client device.
+//! - [`server`]: `palisade server --data DIR --http ADDR`, one central node.
 
 mod analyze;
 mod policy;
 mod sensor;
+mod server;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,8 @@ enum Command {
     /// Capture on a network interface (mirror port, gateway) and print its flows as they end,
     /// each naming its client device.
     Sensor(sensor::SensorArgs),
+    /// Run one central server node: storage, policies, REST API.
+    Server(server::ServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Analyze(args) => analyze::run(args),
         Command::Sensor(args) => sensor::run(args),
+        Command::Server(args) => server::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -11,4 +11,5 @@
 mod analyze;
 mod policy;
 mod sensor;
+mod server;
 mod tshark;

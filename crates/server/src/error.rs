@@ -1,0 +1,32 @@
+//! What the services refuse or fail with. The web layer maps each variant to a status in one
+//! place (`http::ApiError`).
+
+use crate::credentials::CredentialError;
+use crate::role::Permission;
+use crate::store::StoreError;
+
+/// A service call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No credentials, or credentials nobody holds.
+    #[error("authentication required: send a valid API token as `Authorization: Bearer TOKEN`")]
+    Unauthenticated,
+    /// The caller's role may not do this.
+    #[error("your role may not {0}")]
+    Forbidden(Permission),
+    /// No such thing (what is named in the message).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request itself is malformed (what is wrong is in the message).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The policy document is invalid; each line is `file:line:col: error: field: message`.
+    #[error("the policy is invalid")]
+    InvalidPolicy(Vec<String>),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No randomness or password hashing failed.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+}

@@ -1,0 +1,42 @@
+//! The Palisade central node: it keeps users, API tokens and policies (each change an immutable
+//! version, validated by the policy engine before it is accepted), writes every change to a
+//! hash-chained audit log, and serves the REST API. Storage is SQLite by default (one file in the
+//! data directory) or PostgreSQL. Services know nothing of HTTP; the web layer only extracts,
+//! calls a service and maps the error. The clock is passed in ([`Clock`]), never read here.
+//!
+//! Layout:
+//! - [`store`]: the database (SQLite or PostgreSQL), migrations and every query.
+//! - [`role`]: roles and what each may do.
+//! - [`credentials`]: passwords (argon2id), API tokens and their hashes, random secrets.
+//! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
+//! - [`auth`]: authentication by API token, and creating tokens.
+//! - [`error`]: what services refuse or fail with.
+//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
+//! - [`metrics`]: request counters and the Prometheus text.
+//! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
+//! - [`server`]: starting the whole node on an address and stopping it.
+
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod policies;
+pub mod role;
+pub mod server;
+pub mod store;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+pub use error::Error;
+pub use role::Role;
+pub use server::{Config, Database, RunningServer, StartError, start};
+pub use store::{Store, StoreError};
+
+/// The source of the current time, read at the edge (the binary) and passed in.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

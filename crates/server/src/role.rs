@@ -1,0 +1,136 @@
+//! Roles and what each may do. Checked in the services, not only in the web layer.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A role held by a user or an API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including users and tokens.
+    Admin,
+    /// Reads everything and changes policies.
+    Editor,
+    /// Reads events and alerts and works on alerts.
+    Analyst,
+    /// Reads.
+    Viewer,
+    /// Reads, including the audit log.
+    Auditor,
+    /// Only asks for decisions (the decision API).
+    Decision,
+}
+
+/// Something a role may or may not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// List policies and their versions.
+    ReadPolicies,
+    /// Create policies and new policy versions.
+    WritePolicies,
+    /// Read the audit log.
+    ReadAudit,
+    /// Create API tokens.
+    ManageTokens,
+}
+
+/// Who is acting, and with which role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// As recorded in the audit log: `user:NAME`, `token:NAME` or `system`.
+    pub actor: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Role {
+    /// The name used in storage and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Analyst => "analyst",
+            Role::Viewer => "viewer",
+            Role::Auditor => "auditor",
+            Role::Decision => "decision",
+        }
+    }
+
+    /// Whether this role may do `permission`.
+    pub fn may(self, permission: Permission) -> bool {
+        match permission {
+            Permission::ReadPolicies => !matches!(self, Role::Decision),
+            Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
+            Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
+            Permission::ManageTokens => matches!(self, Role::Admin),
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Permission::ReadPolicies => "read policies",
+            Permission::WritePolicies => "create policy versions",
+            Permission::ReadAudit => "read the audit log",
+            Permission::ManageTokens => "create API tokens",
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of the known roles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?} (expected admin, editor, analyst, viewer, auditor or decision)")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
+        Ok(match s {
+            "admin" => Role::Admin,
+            "editor" => Role::Editor,
+            "analyst" => Role::Analyst,
+            "viewer" => Role::Viewer,
+            "auditor" => Role::Auditor,
+            "decision" => Role::Decision,
+            other => return Err(UnknownRole(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admin_and_editor_write_policies() {
+        let writers: Vec<Role> = [
+            Role::Admin,
+            Role::Editor,
+            Role::Analyst,
+            Role::Viewer,
+            Role::Auditor,
+            Role::Decision,
+        ]
+        .into_iter()
+        .filter(|r| r.may(Permission::WritePolicies))
+        .collect();
+        assert_eq!(writers, [Role::Admin, Role::Editor]);
+        assert!(Role::Viewer.may(Permission::ReadPolicies));
+        assert!(!Role::Decision.may(Permission::ReadPolicies));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for role in [Role::Admin, Role::Viewer, Role::Decision] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+}

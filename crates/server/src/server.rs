@@ -1,0 +1,169 @@
+//! One server node: open the store, bootstrap on first start, serve HTTP until stopped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Clock;
+use crate::bootstrap::{self, BootstrapError};
+use crate::credentials::Secret;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `DIR/palisade.db` in the data directory (the default).
+    Sqlite,
+    /// A PostgreSQL URL, `postgres://...`.
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://` and `postgresql://` URLs select PostgreSQL; nothing selects SQLite.
+    pub fn from_url(url: Option<&str>) -> Result<Database, StartError> {
+        match url {
+            None => Ok(Database::Sqlite),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Database::Postgres(u.to_owned()))
+            }
+            Some(_) => Err(StartError::DatabaseUrl),
+        }
+    }
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// SQLite in the data directory, or PostgreSQL.
+    pub database: Database,
+    /// Address for the HTTP interface; port 0 picks a free port.
+    pub http: SocketAddr,
+    /// On first start, also create an admin API token with exactly this value.
+    pub bootstrap_token: Option<Secret>,
+}
+
+/// The node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database URL names no supported database.
+    #[error("database URL: only postgres://... is supported (SQLite needs no URL)")]
+    DatabaseUrl,
+    /// The database cannot be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The first start did not complete.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A node that is serving.
+pub struct RunningServer {
+    /// The address HTTP is served on (the chosen port when 0 was asked for).
+    pub http: SocketAddr,
+    /// The credentials file, when this start created the first admin.
+    pub initial_credentials: Option<PathBuf>,
+    /// The database, shared with the handlers.
+    pub store: Arc<Store>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the store, bootstraps on first start, binds and starts serving.
+pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartError> {
+    create_data_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = Arc::new(match &config.database {
+        Database::Sqlite => Store::open_sqlite(&config.data_dir).await?,
+        Database::Postgres(url) => Store::open_postgres(url).await?,
+    });
+    let initial_credentials = bootstrap::first_start(
+        &store,
+        &config.data_dir,
+        config.bootstrap_token.as_ref(),
+        clock(),
+    )
+    .await?;
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.http,
+            source,
+        })?;
+    let http = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.http,
+        source,
+    })?;
+    let app = http::router(AppState {
+        store: store.clone(),
+        metrics: Arc::new(Metrics::default()),
+        clock,
+    });
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%http, backend = store.backend(), "serving");
+    Ok(RunningServer {
+        http,
+        initial_credentials,
+        store,
+        shutdown,
+        task,
+    })
+}
+
+/// Creates the data directory, readable only by its owner (it holds the database with password
+/// hashes and the credentials file); an existing directory is left as it is.
+fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+impl RunningServer {
+    /// Stops accepting, finishes the requests in flight, and closes the database.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        let served = self
+            .task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.store.close().await;
+        served
+    }
+}

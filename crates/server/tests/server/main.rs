@@ -1,0 +1,19 @@
+//! Integration tests of the server: the real node on port 0 with a throwaway data directory,
+//! driven over HTTP the way a user or script would. Every case runs on SQLite, and on
+//! PostgreSQL when `PALISADE_TEST_DATABASE_URL` is set (each run in a fresh schema that is
+//! dropped afterwards).
+//!
+//! Layout:
+//! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
+//! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+
+// Test code may panic: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod api;
+mod helpers;

@@ -176,14 +176,7 @@ impl Devices {
 
     /// Records that `ip` is used by `mac`.
     fn bind(&mut self, ip: IpAddr, mac: Mac) {
-        let seq = self.touch(Key::Ip(ip));
-        let entry = self.by_ip.entry(ip).or_insert(IpEntry {
-            mac: None,
-            hostname: None,
-            seq,
-        });
-        entry.seq = seq;
-        entry.mac = Some(mac);
+        self.touch_ip(ip).mac = Some(mac);
         self.evict();
     }
 
@@ -196,6 +189,12 @@ impl Devices {
 
     /// Records that the device at `ip` calls itself `hostname` (mDNS).
     fn name_ip(&mut self, ip: IpAddr, hostname: String) {
+        self.touch_ip(ip).hostname = Some(hostname);
+        self.evict();
+    }
+
+    /// The entry of `ip`, created if new, made the most recently seen.
+    fn touch_ip(&mut self, ip: IpAddr) -> &mut IpEntry {
         let seq = self.touch(Key::Ip(ip));
         let entry = self.by_ip.entry(ip).or_insert(IpEntry {
             mac: None,
@@ -203,8 +202,7 @@ impl Devices {
             seq,
         });
         entry.seq = seq;
-        entry.hostname = Some(hostname);
-        self.evict();
+        entry
     }
 
     /// Makes `key` the most recently seen entry and returns its new sequence number.

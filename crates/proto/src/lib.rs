@@ -7,9 +7,12 @@
 //! Layout:
 //! - [`connection`]: the facts about one connection that a policy can match on.
 //! - [`action`]: what a policy decides (`allow`, `block`, `alert`, `log`) and how it is enforced.
+//! - [`event`]: what an endpoint reports for each connection: the facts, the decision, the traffic.
 
 pub mod action;
 pub mod connection;
+pub mod event;
 
 pub use action::{Action, Mode, Verdict};
 pub use connection::{Connection, Direction, Protocol, Scope};
+pub use event::{ConnectionEvent, Traffic};

@@ -23,6 +23,13 @@ pub enum Error {
     /// The policy document is invalid; each line is `file:line:col: error: field: message`.
     #[error("the policy is invalid")]
     InvalidPolicy(Vec<String>),
+    /// The thing to create exists already (what is named in the message).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// An agent's credentials (enrollment token or certificate) are refused; the message says
+    /// why.
+    #[error("{0}")]
+    AgentRefused(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

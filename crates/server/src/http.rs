@@ -10,15 +10,18 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::agents::{self, Agent, Liveness};
+use crate::distribution::Distribution;
+use crate::enrollment;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
-use crate::store::{PolicySummary, PolicyVersion, Store};
+use crate::store::{EnrollmentToken, Group, PolicySummary, PolicyVersion, Store};
 use crate::{Clock, audit, auth};
 
 /// What every handler shares.
@@ -30,6 +33,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The current time.
     pub clock: Clock,
+    /// Policy updates for the agents' streams.
+    pub hub: Distribution,
+    /// When an agent counts as offline.
+    pub liveness: Liveness,
 }
 
 /// The whole HTTP interface.
@@ -43,8 +50,22 @@ pub fn router(state: AppState) -> Router {
             get(list_policies).post(create_policy_version),
         )
         .route("/api/v1/policies/{id}/versions", get(policy_versions))
-        .route("/api/v1/tokens", axum::routing::post(create_token))
+        .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/groups", get(list_groups).post(create_group))
+        .route("/api/v1/groups/{name}/policy", put(assign_policy))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{id}", get(get_agent))
+        .route("/api/v1/agents/{id}/revoke", post(revoke_agent))
+        .route("/api/v1/agents/{id}/group", post(move_agent))
+        .route(
+            "/api/v1/enrollment-tokens",
+            get(list_enrollment_tokens).post(create_enrollment_token),
+        )
+        .route(
+            "/api/v1/enrollment-tokens/{id}/revoke",
+            post(revoke_enrollment_token),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -69,6 +90,8 @@ impl IntoResponse for ApiError {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::AgentRefused(_) => StatusCode::FORBIDDEN,
             Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -133,6 +156,52 @@ pub struct NewToken {
     pub role: String,
 }
 
+/// The body of `POST /api/v1/groups`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// The group's name.
+    pub name: String,
+}
+
+/// The body of `PUT /api/v1/groups/{name}/policy`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyAssignment {
+    /// The policy whose newest version the group's agents enforce.
+    pub policy_id: i64,
+}
+
+/// The body of `POST /api/v1/agents/{id}/group`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentGroup {
+    /// The group to move the agent to.
+    pub group: String,
+}
+
+/// The body of `POST /api/v1/enrollment-tokens`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// The group enrolled agents join (`default` when absent).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// How many agents it may enroll (1, single use, when absent).
+    #[serde(default = "one")]
+    pub max_uses: i64,
+    /// How long it works, in seconds (at most 365 days).
+    pub expires_in_seconds: i64,
+}
+
+fn default_group() -> String {
+    "default".to_owned()
+}
+
+fn one() -> i64 {
+    1
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -175,6 +244,7 @@ async fn create_policy_version(
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let version = policies::create_version(
         &state.store,
+        &state.hub,
         &who,
         &body.name,
         body.format,
@@ -222,6 +292,138 @@ async fn audit_log(
     Ok(Json(
         json!({ "verified": broken.is_none(), "broken_at": broken, "entries": entries }),
     ))
+}
+
+async fn list_groups(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<Group>>, ApiError> {
+    Ok(Json(agents::list_groups(&state.store, &who).await?))
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<NewGroup>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    agents::create_group(&state.store, &who, &body.name, (state.clock)()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": body.name }))))
+}
+
+async fn assign_policy(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    body: Result<Json<PolicyAssignment>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    agents::assign_policy(
+        &state.store,
+        &state.hub,
+        &who,
+        &name,
+        body.policy_id,
+        (state.clock)(),
+    )
+    .await?;
+    Ok(Json(json!({ "group": name, "policy_id": body.policy_id })))
+}
+
+async fn list_agents(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<Agent>>, ApiError> {
+    Ok(Json(
+        agents::list(&state.store, &who, state.liveness, (state.clock)()).await?,
+    ))
+}
+
+async fn get_agent(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    Ok(Json(
+        agents::get(&state.store, &who, &id, state.liveness, (state.clock)()).await?,
+    ))
+}
+
+async fn revoke_agent(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    agents::revoke(&state.store, &state.hub, &who, &id, (state.clock)()).await?;
+    Ok(Json(json!({ "id": id, "revoked": true })))
+}
+
+async fn move_agent(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<AgentGroup>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    agents::move_to_group(
+        &state.store,
+        &state.hub,
+        &who,
+        &id,
+        &body.group,
+        (state.clock)(),
+    )
+    .await?;
+    Ok(Json(json!({ "id": id, "group": body.group })))
+}
+
+async fn list_enrollment_tokens(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
+    Ok(Json(enrollment::list_tokens(&state.store, &who).await?))
+}
+
+async fn create_enrollment_token(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<NewEnrollmentToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let created = enrollment::create_token(
+        &state.store,
+        &who,
+        &enrollment::NewToken {
+            group: body.group,
+            max_uses: body.max_uses,
+            lifetime: jiff::SignedDuration::from_secs(body.expires_in_seconds),
+        },
+        (state.clock)(),
+    )
+    .await?;
+    let t = created.token;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": t.id,
+            "token": created.secret.expose(),
+            "group": t.group,
+            "max_uses": t.max_uses,
+            "expires_at": t.expires_at,
+        })),
+    ))
+}
+
+async fn revoke_enrollment_token(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("enrollment token {id:?}")))?;
+    enrollment::revoke_token(&state.store, &who, id, (state.clock)()).await?;
+    Ok(Json(json!({ "id": id, "revoked": true })))
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -12,16 +12,28 @@
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`agents`]: agents, groups and policy assignment; heartbeats and online/offline.
+//! - [`enrollment`]: enrollment tokens and enrolling an agent.
+//! - [`ca`]: the internal certificate authority (agent and gateway certificates).
+//! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
+//! - [`events`]: taking in the agents' event batches.
+//! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
-//! - [`server`]: starting the whole node on an address and stopping it.
+//! - [`server`]: starting the whole node (HTTP and the gateway) and stopping it.
 
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod ca;
 pub mod credentials;
+pub mod distribution;
+pub mod enrollment;
 pub mod error;
+pub mod events;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod policies;

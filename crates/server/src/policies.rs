@@ -1,9 +1,11 @@
 //! The policy service: every new version is validated by the policy engine before it is stored,
 //! stored as an immutable version (one more than the newest), and written to the audit log in
-//! the same transaction.
+//! the same transaction. A new version is published at once to the agents of every group the
+//! policy is assigned to.
 
 use jiff::Timestamp;
 
+use crate::distribution::{Distribution, Update};
 use crate::error::Error;
 use crate::role::{Permission, Principal};
 use crate::store::{NewVersion, PolicySummary, PolicyVersion, Store};
@@ -60,6 +62,7 @@ pub async fn versions(
 /// refused: the server has no files to read them from, so the entries belong in the document.
 pub async fn create_version(
     store: &Store,
+    hub: &Distribution,
     who: &Principal,
     name: &str,
     format: Format,
@@ -92,6 +95,20 @@ pub async fn create_version(
         .create_policy_version(&new, &who.actor, &now.to_string())
         .await?;
     tracing::info!(policy = name, version = version.version, actor = %who.actor, "policy version stored");
+    match store.groups_with_policy(version.policy_id).await {
+        Ok(groups) => {
+            for group in groups {
+                hub.publish(Update::GroupPolicy {
+                    group,
+                    policy: version.clone(),
+                });
+            }
+        }
+        // The version is stored; agents that reconnect receive it.
+        Err(e) => {
+            tracing::error!(policy = name, cause = %e, "new version stored but not distributed")
+        }
+    }
     Ok(version)
 }
 

@@ -31,6 +31,10 @@ pub enum Permission {
     ReadAudit,
     /// Create API tokens.
     ManageTokens,
+    /// List agents, groups and enrollment tokens.
+    ReadAgents,
+    /// Create enrollment tokens and groups, assign policies to groups, revoke and move agents.
+    ManageAgents,
 }
 
 /// Who is acting, and with which role.
@@ -62,6 +66,8 @@ impl Role {
             Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
             Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
             Permission::ManageTokens => matches!(self, Role::Admin),
+            Permission::ReadAgents => !matches!(self, Role::Decision),
+            Permission::ManageAgents => matches!(self, Role::Admin | Role::Editor),
         }
     }
 }
@@ -73,6 +79,8 @@ impl fmt::Display for Permission {
             Permission::WritePolicies => "create policy versions",
             Permission::ReadAudit => "read the audit log",
             Permission::ManageTokens => "create API tokens",
+            Permission::ReadAgents => "read agents, groups and enrollment tokens",
+            Permission::ManageAgents => "manage agents, groups and enrollment tokens",
         })
     }
 }

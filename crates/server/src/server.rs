@@ -1,4 +1,5 @@
-//! One server node: open the store, bootstrap on first start, serve HTTP until stopped.
+//! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
+//! serve HTTP and the agent gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +9,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
+
 use crate::Clock;
+use crate::agents::Liveness;
 use crate::bootstrap::{self, BootstrapError};
+use crate::ca::{Ca, CaError};
+use crate::distribution::Distribution;
+use crate::gateway::GatewayService;
 use crate::credentials::Secret;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -46,6 +54,10 @@ pub struct Config {
     pub database: Database,
     /// Address for the HTTP interface; port 0 picks a free port.
     pub http: SocketAddr,
+    /// Address for the agent gateway (gRPC over mutual TLS); port 0 picks a free port.
+    pub grpc: SocketAddr,
+    /// When an agent counts as offline.
+    pub liveness: Liveness,
     /// On first start, also create an admin API token with exactly this value.
     pub bootstrap_token: Option<Secret>,
 }
@@ -70,6 +82,12 @@ pub enum StartError {
     /// The first start did not complete.
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
+    /// The internal CA cannot be loaded or created.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The gateway's TLS configuration was refused.
+    #[error("agent gateway TLS: {0}")]
+    Tls(String),
     /// The HTTP address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -84,12 +102,18 @@ pub enum StartError {
 pub struct RunningServer {
     /// The address HTTP is served on (the chosen port when 0 was asked for).
     pub http: SocketAddr,
+    /// The address the agent gateway is served on (the chosen port when 0 was asked for).
+    pub grpc: SocketAddr,
+    /// The CA certificate agents must trust (`DIR/ca.pem`).
+    pub ca_cert: PathBuf,
     /// The credentials file, when this start created the first admin.
     pub initial_credentials: Option<PathBuf>,
     /// The database, shared with the handlers.
     pub store: Arc<Store>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    grpc_shutdown: oneshot::Sender<()>,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 /// Opens the store, bootstraps on first start, binds and starts serving.
@@ -119,11 +143,52 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         addr: config.http,
         source,
     })?;
+    let ca = Arc::new(Ca::load_or_create(&config.data_dir, clock())?);
+    let grpc_listener =
+        TcpListener::bind(config.grpc)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.grpc,
+                source,
+            })?;
+    let grpc = grpc_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: config.grpc,
+            source,
+        })?;
+    let hub = Distribution::default();
     let app = http::router(AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
-        clock,
+        clock: clock.clone(),
+        hub: hub.clone(),
+        liveness: config.liveness,
     });
+    let identity = ca.server_identity(clock())?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(identity.cert_pem, identity.key_pem))
+        .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()))
+        // Enroll comes without a certificate; every other call is checked for one.
+        .client_auth_optional(true);
+    let gateway = GatewayService {
+        store: store.clone(),
+        ca,
+        hub,
+        clock,
+    }
+    .into_server();
+    let router = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .add_service(gateway);
+    let (grpc_shutdown, grpc_stopped) = oneshot::channel::<()>();
+    let grpc_task = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpIncoming::from(grpc_listener),
+        async {
+            let _ = grpc_stopped.await;
+        },
+    ));
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -132,13 +197,17 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
             })
             .await
     });
-    tracing::info!(%http, backend = store.backend(), "serving");
+    tracing::info!(%http, %grpc, backend = store.backend(), "serving");
     Ok(RunningServer {
         http,
+        grpc,
+        ca_cert: config.data_dir.join(crate::ca::CA_CERT_FILE),
         initial_credentials,
         store,
         shutdown,
         task,
+        grpc_shutdown,
+        grpc_task,
     })
 }
 
@@ -156,14 +225,21 @@ fn create_data_dir(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 impl RunningServer {
-    /// Stops accepting, finishes the requests in flight, and closes the database.
+    /// Stops accepting (HTTP and the gateway), finishes the requests in flight, and closes the
+    /// database. Open policy streams end.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
+        let _ = self.grpc_shutdown.send(());
         let served = self
             .task
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let gateway = self
+            .grpc_task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .map_err(|e| std::io::Error::other(e.to_string()));
         self.store.close().await;
-        served
+        served.and(gateway)
     }
 }

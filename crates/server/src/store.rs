@@ -3,6 +3,8 @@
 //! what differs is how writers are serialised: SQLite has one writer, so a write transaction
 //! holds an in-process lock; PostgreSQL transactions that append to the audit chain take an
 //! advisory lock so that several server nodes append one after another.
+//!
+//! Agents, groups and enrollment tokens have their queries in `store/agents.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -106,18 +108,32 @@ pub struct Bootstrap<'a> {
 /// The migrations, compiled into the binary: (version, description, SQL). Kept in
 /// `migrations/sqlite` and `migrations/postgres`; a test checks that every file there is listed.
 /// (Listed by hand rather than with `sqlx::migrate!`, which needs sqlx's proc-macro feature.)
-pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)]);
+pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "agents",
+        include_str!("../migrations/sqlite/0002_agents.sql"),
+    ),
+]);
 
 /// See [`SQLITE_MIGRATIONS`].
-pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)]);
+pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "agents",
+        include_str!("../migrations/postgres/0002_agents.sql"),
+    ),
+]);
 
 /// Migrations compiled into the binary, for sqlx's migrator.
 #[derive(Debug, Clone, Copy)]
@@ -524,6 +540,12 @@ impl Store {
             .collect())
     }
 }
+
+mod agents;
+
+pub use agents::{
+    AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal,
+};
 
 #[cfg(test)]
 mod tests {

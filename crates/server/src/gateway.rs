@@ -1,0 +1,308 @@
+//! The agent gateway: gRPC over mutual TLS. `Enroll` is the one call accepted without a client
+//! certificate; every other call must present a certificate the internal CA signed (rustls
+//! checks the chain during the handshake) whose fingerprint names a known agent that is not
+//! revoked (checked here on every call). Methods only extract, call a service and map the
+//! error; [`status`] is the one mapping from service errors to gRPC statuses.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use palisade_proto::ConnectionEvent;
+use palisade_proto::gateway::MAX_MESSAGE_BYTES;
+use palisade_proto::gateway::v1::gateway_server::{Gateway, GatewayServer};
+use palisade_proto::gateway::v1::{
+    EnrollRequest, EnrollResponse, EventAck, EventBatch, HeartbeatRequest, HeartbeatResponse,
+    PoliciesRequest, Policy,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::agents::{self, Report};
+use crate::ca::{Ca, fingerprint};
+use crate::distribution::{Distribution, Update};
+use crate::enrollment;
+use crate::error::Error;
+use crate::events;
+use crate::store::{CertifiedAgent, PolicyVersion, Store};
+use crate::Clock;
+
+/// What every gateway call shares.
+#[derive(Clone)]
+pub struct GatewayService {
+    /// The database.
+    pub store: Arc<Store>,
+    /// The internal CA (signs enrollments).
+    pub ca: Arc<Ca>,
+    /// Policy updates for the open streams.
+    pub hub: Distribution,
+    /// The current time.
+    pub clock: Clock,
+}
+
+impl GatewayService {
+    /// The tonic service, refusing messages over [`MAX_MESSAGE_BYTES`].
+    pub fn into_server(self) -> GatewayServer<GatewayService> {
+        GatewayServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The agent whose certificate made this call, if it is known and not revoked.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<CertifiedAgent, Status> {
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("a client certificate is required (enroll first)")
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let agent = self
+            .store
+            .agent_by_certificate(&fingerprint(leaf))
+            .await
+            .map_err(|e| status(Error::Store(e)))?
+            .ok_or_else(|| {
+                tracing::warn!("refused a certificate that names no agent");
+                Status::unauthenticated("the client certificate names no known agent")
+            })?;
+        if agent.revoked {
+            tracing::warn!(agent = %agent.id, "refused a revoked agent");
+            return Err(Status::permission_denied(format!(
+                "agent {} is revoked",
+                agent.id
+            )));
+        }
+        Ok(agent)
+    }
+}
+
+/// The stream of policies one agent receives.
+pub type PolicyStream = Pin<Box<dyn Stream<Item = Result<Policy, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let r = request.into_inner();
+        let enrolled = enrollment::enroll(
+            &self.store,
+            &self.ca,
+            &enrollment::Request {
+                token: r.token,
+                csr_pem: r.csr_pem,
+                hostname: r.hostname,
+                os: r.os,
+                agent_version: r.agent_version,
+            },
+            (self.clock)(),
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(EnrollResponse {
+            agent_id: enrolled.agent_id,
+            certificate_pem: enrolled.certificate_pem,
+            ca_pem: enrolled.ca_pem,
+            group: enrolled.group,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let agent = self.authenticate(&request).await?;
+        let r = request.into_inner();
+        let report = Report {
+            version: r.agent_version,
+            os: r.os,
+            policy_version: (r.policy_version > 0).then_some(r.policy_version),
+            counters: r.counters.into_iter().collect(),
+        };
+        agents::heartbeat(&self.store, &agent.id, &report, (self.clock)())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(HeartbeatResponse { ok: true }))
+    }
+
+    type PoliciesStream = PolicyStream;
+
+    async fn policies(
+        &self,
+        request: Request<PoliciesRequest>,
+    ) -> Result<Response<PolicyStream>, Status> {
+        let agent = self.authenticate(&request).await?;
+        // Subscribe before reading the current policy, so no change falls in between.
+        let updates = self.hub.subscribe();
+        let current = self
+            .store
+            .group_policy(&agent.group)
+            .await
+            .map_err(|e| status(Error::Store(e)))?;
+        let (out, rx) = mpsc::channel(4);
+        tokio::spawn(feed(self.store.clone(), agent, current, updates, out));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn send_events(
+        &self,
+        request: Request<EventBatch>,
+    ) -> Result<Response<EventAck>, Status> {
+        let agent = self.authenticate(&request).await?;
+        let batch = request.into_inner();
+        let events = batch
+            .events
+            .into_iter()
+            .map(ConnectionEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                tracing::warn!(agent = %agent.id, batch = batch.batch_seq, cause = %e, "refused a malformed batch");
+                Status::invalid_argument(e.to_string())
+            })?;
+        match events::ingest(
+            &self.store,
+            &agent.id,
+            batch.batch_seq,
+            &events,
+            (self.clock)(),
+        )
+        .await
+        {
+            Ok(_) => Ok(Response::new(EventAck {
+                batch_seq: batch.batch_seq,
+            })),
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, batch = batch.batch_seq, cause = %e, "batch not stored");
+                Err(Status::unavailable(
+                    "the batch was not stored; send it again later",
+                ))
+            }
+        }
+    }
+}
+
+/// The one mapping from service errors to gRPC statuses.
+pub fn status(e: Error) -> Status {
+    match e {
+        Error::Unauthenticated => Status::unauthenticated(e.to_string()),
+        Error::AgentRefused(why) => Status::permission_denied(why),
+        Error::Forbidden(_) => Status::permission_denied(e.to_string()),
+        Error::NotFound(_) => Status::not_found(e.to_string()),
+        Error::BadRequest(_) | Error::InvalidPolicy(_) => Status::invalid_argument(e.to_string()),
+        Error::Conflict(_) => Status::already_exists(e.to_string()),
+        Error::Store(_) | Error::Credential(_) => {
+            tracing::error!(cause = %e, "gateway call failed");
+            Status::unavailable("the server cannot answer now; try again later")
+        }
+    }
+}
+
+/// Feeds one agent's policy stream: the current policy, then every change for its group, until
+/// the agent goes away or is revoked.
+async fn feed(
+    store: Arc<Store>,
+    agent: CertifiedAgent,
+    current: Option<PolicyVersion>,
+    mut updates: broadcast::Receiver<Arc<Update>>,
+    out: mpsc::Sender<Result<Policy, Status>>,
+) {
+    let mut group = agent.group;
+    let mut sent: Option<(i64, i64)> = None;
+    if !send(&out, &mut sent, current).await {
+        return;
+    }
+    loop {
+        let update = tokio::select! {
+            update = updates.recv() => update,
+            () = out.closed() => return,
+        };
+        let next = match update {
+            Ok(update) => match &*update {
+                Update::GroupPolicy {
+                    group: g,
+                    policy,
+                } if *g == group => Some(policy.clone()),
+                Update::AgentMoved { agent_id, group: g } if *agent_id == agent.id => {
+                    group.clone_from(g);
+                    match store.group_policy(&group).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = out.send(Err(status(Error::Store(e)))).await;
+                            return;
+                        }
+                    }
+                }
+                Update::AgentRevoked { agent_id } if *agent_id == agent.id => {
+                    let _ = out
+                        .send(Err(Status::permission_denied(format!(
+                            "agent {agent_id} is revoked"
+                        ))))
+                        .await;
+                    return;
+                }
+                _ => continue,
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Missed updates: re-read where this agent stands.
+                match resync(&store, &agent.id).await {
+                    Ok(Some((g, p))) => {
+                        group = g;
+                        p
+                    }
+                    Ok(None) => {
+                        let _ = out
+                            .send(Err(Status::permission_denied("the agent is revoked")))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = out.send(Err(status(e))).await;
+                        return;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !send(&out, &mut sent, next).await {
+            return;
+        }
+    }
+}
+
+/// The agent's group and its policy now; `None` when it is gone or revoked.
+async fn resync(
+    store: &Store,
+    agent_id: &str,
+) -> Result<Option<(String, Option<PolicyVersion>)>, Error> {
+    let Some(agent) = store.agent(agent_id).await? else {
+        return Ok(None);
+    };
+    if agent.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let policy = store.group_policy(&agent.group).await?;
+    Ok(Some((agent.group, policy)))
+}
+
+/// Sends `policy` unless it is the one sent last; `false` when the agent has gone.
+async fn send(
+    out: &mpsc::Sender<Result<Policy, Status>>,
+    sent: &mut Option<(i64, i64)>,
+    policy: Option<PolicyVersion>,
+) -> bool {
+    let Some(p) = policy else { return true };
+    let key = (p.policy_id, p.version);
+    if *sent == Some(key) {
+        return true;
+    }
+    *sent = Some(key);
+    out.send(Ok(Policy {
+        policy_id: p.policy_id,
+        name: p.name,
+        version: p.version,
+        format: p.format,
+        source: p.source,
+    }))
+    .await
+    .is_ok()
+}

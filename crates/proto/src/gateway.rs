@@ -14,6 +14,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/palisade.gateway.v1.rs"));
 }
 
+/// The name the gateway's certificate carries. Agents verify the server against this name, not
+/// against the address they dial, so one certificate serves any address.
+pub const SERVER_NAME: &str = "gateway.palisade.internal";
+
 /// Largest message either side decodes, in bytes; a larger one is refused with
 /// `OUT_OF_RANGE` ("decoded message length too large").
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;

@@ -20,7 +20,7 @@ pub const CA_KEY_FILE: &str = "ca.key";
 
 /// The name the gateway's certificate carries; agents verify the server against this name
 /// rather than against the address they dial.
-pub const GATEWAY_NAME: &str = "gateway.palisade.internal";
+pub const GATEWAY_NAME: &str = palisade_proto::gateway::SERVER_NAME;
 
 /// How long an agent certificate is valid (there is no renewal yet).
 const AGENT_CERT_DAYS: i64 = 5 * 365;

@@ -357,7 +357,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for name in [KEY_FILE, CERT_FILE, CA_FILE, ID_FILE] {
-                let mode = std::fs::metadata(at.join(name)).unwrap().permissions().mode();
+                let mode = std::fs::metadata(at.join(name))
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{name}");
             }
         }

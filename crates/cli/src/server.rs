@@ -24,6 +24,9 @@ pub struct ServerArgs {
     /// Address for the console, REST API and decision API; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// Address for the agent gateway (gRPC over mutual TLS); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    grpc: SocketAddr,
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.
@@ -44,6 +47,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data,
         database,
         http: args.http,
+        grpc: args.grpc,
+        liveness: palisade_server::agents::Liveness::default(),
         bootstrap_token: std::env::var("PALISADE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
@@ -55,6 +60,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("starting the server")?;
         println!("http: http://{}", server.http);
+        println!("grpc: https://{}", server.grpc);
+        println!("ca: {}", server.ca_cert.display());
         if let Some(path) = &server.initial_credentials {
             println!("credentials: {}", path.display());
         }

@@ -119,8 +119,12 @@ impl TryFrom<v1::Event> for ConnectionEvent {
             container_id: c.container_id,
             domain: c.domain,
         };
-        let action = Action::from_keyword(&e.action)
-            .ok_or_else(|| bad(format!("action {:?} is not allow, block, alert or log", e.action)))?;
+        let action = Action::from_keyword(&e.action).ok_or_else(|| {
+            bad(format!(
+                "action {:?} is not allow, block, alert or log",
+                e.action
+            ))
+        })?;
         let verdict = match e.verdict.as_str() {
             "allow" => Verdict::Allow,
             "block" => Verdict::Block,

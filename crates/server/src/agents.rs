@@ -109,7 +109,10 @@ pub async fn create_group(
 ) -> Result<(), Error> {
     require(who, Permission::ManageAgents)?;
     check_group_name(name)?;
-    if store.create_group(name, &who.actor, &now.to_string()).await? {
+    if store
+        .create_group(name, &who.actor, &now.to_string())
+        .await?
+    {
         Ok(())
     } else {
         Err(Error::Conflict(format!("group {name:?}")))

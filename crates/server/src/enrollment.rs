@@ -160,7 +160,10 @@ pub async fn enroll(
         agent_version: &request.agent_version,
         cert_fingerprint: &fingerprint,
     };
-    match store.enroll(&token_hash(&request.token), &agent, now).await? {
+    match store
+        .enroll(&token_hash(&request.token), &agent, now)
+        .await?
+    {
         Ok(group) => {
             tracing::info!(agent = %agent_id, %group, hostname = %request.hostname, "agent enrolled");
             Ok(Enrolled {

@@ -19,6 +19,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::Clock;
 use crate::agents::{self, Report};
 use crate::ca::{Ca, fingerprint};
 use crate::distribution::{Distribution, Update};
@@ -26,7 +27,6 @@ use crate::enrollment;
 use crate::error::Error;
 use crate::events;
 use crate::store::{CertifiedAgent, PolicyVersion, Store};
-use crate::Clock;
 
 /// What every gateway call shares.
 #[derive(Clone)]
@@ -218,10 +218,7 @@ async fn feed(
         };
         let next = match update {
             Ok(update) => match &*update {
-                Update::GroupPolicy {
-                    group: g,
-                    policy,
-                } if *g == group => Some(policy.clone()),
+                Update::GroupPolicy { group: g, policy } if *g == group => Some(policy.clone()),
                 Update::AgentMoved { agent_id, group: g } if *agent_id == agent.id => {
                     group.clone_from(g);
                     match store.group_policy(&group).await {

@@ -543,9 +543,7 @@ impl Store {
 
 mod agents;
 
-pub use agents::{
-    AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal,
-};
+pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::{GENESIS, Pool, PolicyVersion, Store, StoreError, WRITE_LOCK, chain_hash};
+use super::{GENESIS, PolicyVersion, Pool, Store, StoreError, WRITE_LOCK, chain_hash};
 
 /// A group of agents and the policy assigned to it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -175,7 +175,12 @@ impl Store {
     }
 
     /// Creates a group; `false` when one of that name exists (nothing stored then).
-    pub async fn create_group(&self, name: &str, actor: &str, at: &str) -> Result<bool, StoreError> {
+    pub async fn create_group(
+        &self,
+        name: &str,
+        actor: &str,
+        at: &str,
+    ) -> Result<bool, StoreError> {
         let created = write_tx!(self, tx => {
             let existing: Option<(i64,)> =
                 sqlx::query_as("SELECT id FROM agent_groups WHERE name = $1")
@@ -325,7 +330,16 @@ impl Store {
 
     /// Every enrollment token, newest first.
     pub async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError> {
-        type Row = (i64, String, i64, i64, String, Option<String>, String, String);
+        type Row = (
+            i64,
+            String,
+            i64,
+            i64,
+            String,
+            Option<String>,
+            String,
+            String,
+        );
         let rows: Vec<Row> = with_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT t.id, g.name, t.max_uses, t.uses, t.expires_at, t.revoked_at, \
@@ -487,8 +501,8 @@ impl Store {
         counters: &BTreeMap<String, u64>,
         at: &str,
     ) -> Result<(), StoreError> {
-        let counters = serde_json::to_string(counters)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let counters =
+            serde_json::to_string(counters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         with_pool!(self, pool => {
             sqlx::query(
                 "UPDATE agents SET agent_version = $1, os = $2, policy_version = $3, \

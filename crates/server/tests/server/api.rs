@@ -314,6 +314,8 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
             data_dir: dir.path().join("data"),
             database: palisade_server::Database::Sqlite,
             http: "127.0.0.1:0".parse().unwrap(),
+            grpc: "127.0.0.1:0".parse().unwrap(),
+            liveness: palisade_server::agents::Liveness::default(),
             bootstrap_token: None,
         },
         std::sync::Arc::new(|| jiff::Timestamp::UNIX_EPOCH),

@@ -48,6 +48,8 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         data_dir: dir.path().join("data"),
         database: database.clone(),
         http: "127.0.0.1:0".parse().unwrap(),
+        grpc: "127.0.0.1:0".parse().unwrap(),
+        liveness: palisade_server::agents::Liveness::default(),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
     };
     let server = palisade_server::start(config, Arc::new(now)).await.unwrap();
@@ -81,6 +83,24 @@ impl TestServer {
             request = request.bearer_auth(t);
         }
         reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        let mut request = self.client.put(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// The gateway's URL.
+    pub fn grpc_url(&self) -> String {
+        format!("https://{}", self.server.as_ref().unwrap().grpc)
+    }
+
+    /// The CA certificate agents trust (the operator hands over `DIR/ca.pem`).
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.server.as_ref().unwrap().ca_cert).unwrap()
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {

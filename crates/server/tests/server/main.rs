@@ -6,6 +6,8 @@
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+//! - `gateway`: the agent gateway through the real agent client: enrollment, certificates,
+//!   heartbeats, policy distribution, and the REST routes for agents, groups and tokens.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -16,4 +18,5 @@
 )]
 
 mod api;
+mod gateway;
 mod helpers;

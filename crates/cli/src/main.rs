@@ -7,7 +7,7 @@
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
 //!   naming its client device.
-//! - [`server`]: `palisade server --data DIR --http ADDR`, one central node.
+//! - [`server`]: `palisade server --data DIR --http ADDR --grpc ADDR`, one central node.
 
 mod analyze;
 mod policy;
@@ -36,7 +36,7 @@ enum Command {
     /// Capture on a network interface (mirror port, gateway) and print its flows as they end,
     /// each naming its client device.
     Sensor(sensor::SensorArgs),
-    /// Run one central server node: storage, policies, REST API.
+    /// Run one central server node: storage, policies, REST API, agent gateway.
     Server(server::ServerArgs),
 }
 

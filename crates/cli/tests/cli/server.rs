@@ -1,5 +1,5 @@
-//! `palisade server` as an operator starts it: the printed address, the credentials file, and a
-//! clean stop on SIGTERM.
+//! `palisade server` as an operator starts it: the printed addresses (HTTP, the agent gateway),
+//! the CA certificate and credentials files, and a clean stop on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,7 +23,8 @@ fn server_prints_its_address_serves_health_and_stops_on_sigterm() {
     let data = dir.path().join("data");
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["server", "--http", "127.0.0.1:0", "--data"])
+            .args(["server", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+            .arg("--data")
             .arg(&data)
             .env_remove("PALISADE_DATABASE_URL")
             .env_remove("PALISADE_BOOTSTRAP_TOKEN")
@@ -44,6 +45,24 @@ fn server_prints_its_address_serves_health_and_stops_on_sigterm() {
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
     );
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let grpc = line
+        .trim_end()
+        .strip_prefix("grpc: https://")
+        .unwrap_or_else(|| panic!("second line: {line:?}"))
+        .to_owned();
+    assert!(
+        grpc.starts_with("127.0.0.1:") && !grpc.ends_with(":0") && grpc != addr,
+        "{grpc}"
+    );
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("ca: {}", data.join("ca.pem").display())
+    );
+    assert!(data.join("ca.key").exists());
     line.clear();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(

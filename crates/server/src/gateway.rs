@@ -14,7 +14,7 @@ use palisade_proto::gateway::v1::{
     EnrollRequest, EnrollResponse, EventAck, EventBatch, HeartbeatRequest, HeartbeatResponse,
     PoliciesRequest, Policy,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -39,6 +39,9 @@ pub struct GatewayService {
     pub hub: Distribution,
     /// The current time.
     pub clock: Clock,
+    /// Becomes `true` when the node stops: open policy streams end, so that the graceful
+    /// shutdown does not wait for them forever.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl GatewayService {
@@ -140,7 +143,14 @@ impl Gateway for GatewayService {
             .await
             .map_err(|e| status(Error::Store(e)))?;
         let (out, rx) = mpsc::channel(4);
-        tokio::spawn(feed(self.store.clone(), agent, current, updates, out));
+        tokio::spawn(feed(
+            self.store.clone(),
+            agent,
+            current,
+            updates,
+            out,
+            self.stopping.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -205,6 +215,7 @@ async fn feed(
     current: Option<PolicyVersion>,
     mut updates: broadcast::Receiver<Arc<Update>>,
     out: mpsc::Sender<Result<Policy, Status>>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let mut group = agent.group;
     let mut sent: Option<(i64, i64)> = None;
@@ -215,6 +226,13 @@ async fn feed(
         let update = tokio::select! {
             update = updates.recv() => update,
             () = out.closed() => return,
+            () = async {
+                // Also ends when the node's stop handle is gone.
+                let _ = stopping.wait_for(|stop| *stop).await;
+            } => {
+                let _ = out.send(Err(Status::unavailable("the server is stopping"))).await;
+                return;
+            }
         };
         let next = match update {
             Ok(update) => match &*update {

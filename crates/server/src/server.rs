@@ -113,6 +113,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     grpc_shutdown: oneshot::Sender<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -171,11 +172,13 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()))
         // Enroll comes without a certificate; every other call is checked for one.
         .client_auth_optional(true);
+    let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
     let gateway = GatewayService {
         store: store.clone(),
         ca,
         hub,
         clock,
+        stopping,
     }
     .into_server();
     let router = tonic::transport::Server::builder()
@@ -207,6 +210,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         shutdown,
         task,
         grpc_shutdown,
+        stopping: stopping_sender,
         grpc_task,
     })
 }
@@ -230,6 +234,8 @@ impl RunningServer {
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
         let _ = self.grpc_shutdown.send(());
+        // Open policy streams never end by themselves; end them so the gateway can stop.
+        let _ = self.stopping.send(true);
         let served = self
             .task
             .await

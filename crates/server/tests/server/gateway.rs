@@ -572,3 +572,31 @@ async fn new_routes_check_roles(s: &TestServer) {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 }
+
+/// Stopping the node ends the agents' open policy streams instead of waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_open_policy_streams() {
+    let s = spawn_server(Backend::Sqlite).await.unwrap();
+    let office = s
+        .create_policy(ADMIN_TOKEN, "office", "yaml", &policy("office", 53))
+        .await;
+    s.put(
+        "/api/v1/groups/default/policy",
+        Some(ADMIN_TOKEN),
+        &json!({"policy_id": office.body["policy_id"]}),
+    )
+    .await;
+    let enrolled = enroll(&s).await;
+    let mut uplink = Uplink::connect(&s.grpc_url(), &enrolled.identity)
+        .await
+        .unwrap();
+    let mut stream = uplink.policies().await.unwrap();
+    assert_eq!(next(&mut stream).await.name, "office");
+    tokio::time::timeout(Duration::from_secs(5), s.stop())
+        .await
+        .expect("the node did not stop while a policy stream was open");
+    let ended = tokio::time::timeout(Duration::from_secs(1), stream.next())
+        .await
+        .expect("the stream did not end");
+    assert!(!matches!(ended, Ok(Some(_))), "{ended:?}");
+}

@@ -275,10 +275,15 @@ async fn calls_need_a_known_unrevoked_certificate(s: &TestServer) {
         uplink.heartbeat(&Heartbeat::default()).await
     }
     .await;
-    assert!(
-        outcome.is_err(),
-        "a certificate from another CA was accepted"
-    );
+    // Refused by the TLS layer (the server closes the connection), not by a gateway method.
+    match outcome {
+        Ok(()) => panic!("a certificate from another CA was accepted"),
+        Err(uplink::UplinkError::Connect { .. }) => {}
+        Err(e) => assert!(
+            matches!(e.code(), Some(Code::Cancelled | Code::Unavailable)),
+            "{e:?}"
+        ),
+    }
     assert_eq!(agents(s).await[0]["last_seen"], Value::Null);
 
     // A revoked agent is refused, also on its open policy stream.

@@ -65,3 +65,33 @@ impl Distribution {
         self.sender.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_subscriber_receives_what_is_published_after_it_subscribed() {
+        let hub = Distribution::default();
+        hub.publish(Update::AgentRevoked {
+            agent_id: "before".into(),
+        });
+        let mut a = hub.subscribe();
+        let mut b = hub.clone().subscribe();
+        hub.publish(Update::AgentMoved {
+            agent_id: "agent-1".into(),
+            group: "lab".into(),
+        });
+        for rx in [&mut a, &mut b] {
+            let got = rx.recv().await.unwrap();
+            assert_eq!(
+                *got,
+                Update::AgentMoved {
+                    agent_id: "agent-1".into(),
+                    group: "lab".into()
+                }
+            );
+            assert!(rx.try_recv().is_err());
+        }
+    }
+}

@@ -4,20 +4,24 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::events::{self, EventPage, EventQuery, OutputFormat};
 use crate::metrics::Metrics;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
+use crate::simulate::{self, SimulationReport};
 use crate::store::{PolicySummary, PolicyVersion, Store};
 use crate::{Clock, audit, auth};
 
@@ -43,7 +47,11 @@ pub fn router(state: AppState) -> Router {
             get(list_policies).post(create_policy_version),
         )
         .route("/api/v1/policies/{id}/versions", get(policy_versions))
-        .route("/api/v1/tokens", axum::routing::post(create_token))
+        .route("/api/v1/policies/{id}/diff", get(policy_diff))
+        .route("/api/v1/policies/validate", post(validate_policy))
+        .route("/api/v1/policies/simulate", post(simulate_policy))
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/audit", get(audit_log))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -123,6 +131,45 @@ pub struct NewPolicyVersion {
     pub source: String,
 }
 
+/// The body of `POST /api/v1/policies/validate`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    /// Names the document in the findings (`NAME.yaml`); default `candidate`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `yaml` or `json`.
+    pub format: Format,
+    /// The document.
+    pub source: String,
+}
+
+/// The body of `POST /api/v1/policies/simulate`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateBody {
+    /// `yaml` or `json`.
+    pub format: Format,
+    /// The candidate document.
+    pub source: String,
+    /// Start of the events replayed (RFC 3339, inclusive); default 24 hours before `to`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// End of the events replayed (RFC 3339, exclusive); default now.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// The query of `GET /api/v1/policies/{id}/diff`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The older version; default the one before `to`.
+    pub from: Option<i64>,
+    /// The newer version; default the newest.
+    pub to: Option<i64>,
+}
+
 /// The body of `POST /api/v1/tokens`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,11 +200,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .count_policy_versions()
         .await
         .map_err(Error::from)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(versions),
-    )
-        .into_response())
+    let mut text = state.metrics.render(versions);
+    state.store.ingest_counters().render(&mut text);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn list_policies(
@@ -194,6 +239,74 @@ async fn policy_versions(
         .parse::<i64>()
         .map_err(|_| Error::NotFound(format!("policy {id:?}")))?;
     Ok(Json(policies::versions(&state.store, &who, id).await?))
+}
+
+async fn policy_diff(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<policies::PolicyDiff>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("policy {id:?}")))?;
+    let Query(q) = query.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(
+        policies::diff(&state.store, &who, id, q.from, q.to).await?,
+    ))
+}
+
+async fn validate_policy(
+    who: Principal,
+    body: Result<Json<ValidateBody>, JsonRejection>,
+) -> Result<Json<policies::Validation>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(policies::validate(
+        &who,
+        body.name.as_deref(),
+        body.format,
+        &body.source,
+    )?))
+}
+
+async fn simulate_policy(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<SimulateBody>, JsonRejection>,
+) -> Result<Json<SimulationReport>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(
+        simulate::simulate(
+            &state.store,
+            &who,
+            body.format,
+            &body.source,
+            body.from.as_deref(),
+            body.to.as_deref(),
+            (state.clock)(),
+        )
+        .await?,
+    ))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    who: Principal,
+    pairs: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = pairs.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let query = EventQuery::from_pairs(&pairs)?;
+    let content_type = match query.format {
+        OutputFormat::Json => {
+            let page: EventPage = events::list(&state.store, &who, &query).await?;
+            return Ok(Json(page).into_response());
+        }
+        OutputFormat::Jsonl => "application/x-ndjson",
+        OutputFormat::Csv => "text/csv; charset=utf-8",
+    };
+    let stream = events::export(state.store.clone(), &who, query)?;
+    let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 async fn create_token(

@@ -11,7 +11,10 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
-//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
+//!   validate without storing, diff two versions.
+//! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
+//! - [`simulate`]: replay a candidate policy over stored events, per application.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
@@ -22,11 +25,13 @@ pub mod auth;
 pub mod bootstrap;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod policies;
 pub mod role;
 pub mod server;
+pub mod simulate;
 pub mod store;
 
 use std::sync::Arc;

@@ -31,6 +31,8 @@ pub enum Permission {
     ReadAudit,
     /// Create API tokens.
     ManageTokens,
+    /// Read connection events (lists, exports, and replaying them in a simulation).
+    ReadEvents,
 }
 
 /// Who is acting, and with which role.
@@ -62,6 +64,8 @@ impl Role {
             Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
             Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
             Permission::ManageTokens => matches!(self, Role::Admin),
+            // Every reading role; the auditor reads everything, events included.
+            Permission::ReadEvents => !matches!(self, Role::Decision),
         }
     }
 }
@@ -73,6 +77,7 @@ impl fmt::Display for Permission {
             Permission::WritePolicies => "create policy versions",
             Permission::ReadAudit => "read the audit log",
             Permission::ManageTokens => "create API tokens",
+            Permission::ReadEvents => "read connection events",
         })
     }
 }

@@ -6,6 +6,8 @@
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+//! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
+//!   validate, diff and simulate.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -16,4 +18,5 @@
 )]
 
 mod api;
+mod events;
 mod helpers;

@@ -32,10 +32,10 @@ CREATE TABLE connection_events (
     container_id   TEXT,
     domain         TEXT,
     src_ip         TEXT,
-    src_ip_key     TEXT, -- 32 hex digits of the IPv6 (or IPv4-mapped) address: CIDR = range
+    src_ip_key     TEXT COLLATE "C", -- 32 hex digits of the IPv6 (or IPv4-mapped) address: CIDR = range
     src_port       BIGINT,
     dst_ip         TEXT,
-    dst_ip_key     TEXT,
+    dst_ip_key     TEXT COLLATE "C",
     dst_port       BIGINT,
     protocol       TEXT,
     direction      TEXT   NOT NULL,

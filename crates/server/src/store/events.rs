@@ -286,12 +286,20 @@ impl Store {
                 if fresh == 0 {
                     return Ok(None);
                 }
-                sqlx::query(
-                    "CREATE TEMPORARY TABLE IF NOT EXISTS event_staging \
-                     (LIKE connection_events) ON COMMIT DELETE ROWS",
-                )
-                .execute(&mut *tx)
-                .await?;
+                // The staging table lives as long as the connection; its rows only until commit.
+                // (Checked first: `IF NOT EXISTS` would log a notice for every batch.)
+                let (staged,): (bool,) =
+                    sqlx::query_as("SELECT to_regclass('pg_temp.event_staging') IS NOT NULL")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if !staged {
+                    sqlx::query(
+                        "CREATE TEMPORARY TABLE event_staging (LIKE connection_events) \
+                         ON COMMIT DELETE ROWS",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let mut data = Vec::with_capacity(events.len() * 256);
                 for event in events {
                     copy_line(&mut data, agent_id, received_ms, event);

@@ -326,19 +326,33 @@ async fn resent_batch_is_stored_once(s: &TestServer) {
     let other = events::ingest(store, "r2", 7, &batch, t).await.unwrap();
     assert_eq!(other, IngestOutcome::Stored(3));
     assert_eq!(keys(s, &[("agent", "r1")]).await.len(), 4);
+    // The same batch sent twice at once (two connections of one agent, two server nodes):
+    // one is stored, the other recognised.
+    let racing: Vec<ConnectionEvent> = (10..=12).map(|i| event(i, t, json!({}))).collect();
+    let (a, b) = tokio::join!(
+        events::ingest(store, "r1", 9, &racing, t),
+        events::ingest(store, "r1", 9, &racing, t)
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, IngestOutcome::Duplicate));
+    assert_eq!(
+        outcomes,
+        [IngestOutcome::Stored(3), IngestOutcome::Duplicate]
+    );
+    assert_eq!(keys(s, &[("agent", "r1")]).await.len(), 7);
     assert_eq!(
         s.metric("palisade_event_batches_total{outcome=\"duplicate\"}")
             .await,
-        "1"
+        "2"
     );
     assert_eq!(
         s.metric("palisade_events_total{outcome=\"stored\"}").await,
-        "7"
+        "10"
     );
     assert_eq!(
         s.metric("palisade_events_total{outcome=\"duplicate\"}")
             .await,
-        "6"
+        "9"
     );
 }
 

@@ -5,8 +5,9 @@
 //! PostgreSQL keeps events in one partition per UTC day of the event time: a batch first makes
 //! sure its days' partitions exist (`palisade_event_partition`, outside the batch's
 //! transaction, because creating a partition locks the parent table), then copies its rows
-//! into a temporary staging table with `COPY` and moves them into the events table with
-//! `ON CONFLICT DO NOTHING`. SQLite inserts in multi-row statements. Either way the batch row,
+//! straight into the events table with `COPY`; only when some event was stored before (the
+//! unique key refuses the copy) are the rows copied into a temporary staging table and moved
+//! with `ON CONFLICT DO NOTHING`. SQLite inserts in multi-row statements. Either way the batch row,
 //! the events and nothing else commit together.
 
 use std::net::IpAddr;
@@ -286,36 +287,32 @@ impl Store {
                 if fresh == 0 {
                     return Ok(None);
                 }
-                // The staging table lives as long as the connection; its rows only until commit.
-                // (Checked first: `IF NOT EXISTS` would log a notice for every batch.)
-                let (staged,): (bool,) =
-                    sqlx::query_as("SELECT to_regclass('pg_temp.event_staging') IS NOT NULL")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if !staged {
-                    sqlx::query(
-                        "CREATE TEMPORARY TABLE event_staging (LIKE connection_events) \
-                         ON COMMIT DELETE ROWS",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
                 let mut data = Vec::with_capacity(events.len() * 256);
                 for event in events {
                     copy_line(&mut data, agent_id, received_ms, event);
                 }
-                let mut copy = (*tx)
-                    .copy_in_raw(&format!("COPY event_staging ({COLUMNS}) FROM STDIN"))
+                // Usually no event of a new batch was stored before: copy straight into the
+                // events table, inside a savepoint. When one was (the unique key refuses the
+                // copy), go the slower way round a staging table that skips what exists.
+                sqlx::query("SAVEPOINT direct_copy")
+                    .execute(&mut *tx)
                     .await?;
-                copy.send(data).await?;
-                copy.finish().await?;
-                let stored = sqlx::query(&format!(
-                    "INSERT INTO connection_events ({COLUMNS}) SELECT {COLUMNS} FROM event_staging \
-                     ON CONFLICT (agent_id, seq, time_ms) DO NOTHING"
-                ))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let copied = copy_rows(&mut tx, "connection_events", &data).await;
+                let stored = match copied {
+                    Ok(n) => {
+                        sqlx::query("RELEASE SAVEPOINT direct_copy")
+                            .execute(&mut *tx)
+                            .await?;
+                        n
+                    }
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT direct_copy")
+                            .execute(&mut *tx)
+                            .await?;
+                        copy_skipping_stored(&mut tx, &data).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 tx.commit().await?;
                 Ok(Some(stored))
             }
@@ -520,6 +517,48 @@ pub fn verdict_keyword(v: Verdict) -> &'static str {
 /// Saturating: the service refuses numbers above `i64::MAX` before they get here.
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Copies `COPY` text rows into `table`; how many rows went in.
+async fn copy_rows(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    data: &[u8],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} ({COLUMNS}) FROM STDIN"))
+        .await?;
+    copy.send(data).await?;
+    copy.finish().await
+}
+
+/// Copies rows into a temporary staging table and moves those not stored yet into the events
+/// table; how many were new. The staging table lives as long as the connection; its rows only
+/// until the transaction ends.
+async fn copy_skipping_stored(
+    tx: &mut sqlx::PgConnection,
+    data: &[u8],
+) -> Result<u64, sqlx::Error> {
+    // Checked first: `CREATE ... IF NOT EXISTS` would log a notice every time.
+    let (staged,): (bool,) =
+        sqlx::query_as("SELECT to_regclass('pg_temp.event_staging') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !staged {
+        sqlx::query(
+            "CREATE TEMPORARY TABLE event_staging (LIKE connection_events) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    copy_rows(tx, "event_staging", data).await?;
+    Ok(sqlx::query(&format!(
+        "INSERT INTO connection_events ({COLUMNS}) SELECT {COLUMNS} FROM event_staging \
+         ON CONFLICT (agent_id, seq, time_ms) DO NOTHING"
+    ))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
 }
 
 /// Appends one event as a line of PostgreSQL's `COPY` text format: tab-separated, `\N` for

@@ -132,6 +132,20 @@ mod tests {
     }
 
     #[test]
+    fn every_reading_role_reads_events() {
+        for role in [
+            Role::Admin,
+            Role::Editor,
+            Role::Analyst,
+            Role::Viewer,
+            Role::Auditor,
+        ] {
+            assert!(role.may(Permission::ReadEvents), "{role}");
+        }
+        assert!(!Role::Decision.may(Permission::ReadEvents));
+    }
+
+    #[test]
     fn names_round_trip() {
         for role in [Role::Admin, Role::Viewer, Role::Decision] {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));

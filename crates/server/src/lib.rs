@@ -15,6 +15,7 @@
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
+//! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
 //! - [`server`]: starting the whole node on an address and stopping it.
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod policies;
 pub mod role;
 pub mod server;
+pub mod settings;
 pub mod store;
 
 use std::sync::Arc;

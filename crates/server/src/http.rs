@@ -1,6 +1,8 @@
 //! The HTTP interface: health, readiness, metrics and the REST API under `/api/v1`. Handlers
 //! only extract, call a service and map the error; [`ApiError`] is the one place where errors
-//! become statuses.
+//! become statuses. Every REST route is registered together with its OpenAPI description
+//! (`utoipa_axum::routes!`), so the document at `/api/v1/openapi.json` lists exactly the routes
+//! that are served.
 
 use std::sync::Arc;
 
@@ -12,7 +14,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -32,24 +37,64 @@ pub struct AppState {
     pub clock: Clock,
 }
 
+/// The REST API's description; the paths are added by [`router`] as the routes are registered.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Palisade", description = "The REST API of the Palisade central server."),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme every REST route uses.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(utoipa::openapi::Components::new);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// The whole HTTP interface.
 pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_policies, create_policy_version))
+        .routes(routes!(policy_versions))
+        .routes(routes!(create_token))
+        .routes(routes!(audit_log))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(
-            "/api/v1/policies",
-            get(list_policies).post(create_policy_version),
+            "/api/v1/openapi.json",
+            get(move || std::future::ready(Json(openapi.clone()))),
         )
-        .route("/api/v1/policies/{id}/versions", get(policy_versions))
-        .route("/api/v1/tokens", axum::routing::post(create_token))
-        .route("/api/v1/audit", get(audit_log))
+        .merge(api)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// What every refused or failed request answers.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// For an invalid policy: one line per problem, `FILE:LINE:COLUMN: error: FIELD: message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<String>>,
 }
 
 /// A service error on its way to the client: the one mapping from errors to statuses.
@@ -73,15 +118,22 @@ impl IntoResponse for ApiError {
             Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self.0 {
-            Error::InvalidPolicy(diagnostics) => {
-                json!({ "error": self.0.to_string(), "diagnostics": diagnostics })
-            }
+            Error::InvalidPolicy(diagnostics) => ErrorBody {
+                error: self.0.to_string(),
+                diagnostics: Some(diagnostics.clone()),
+            },
             Error::Store(_) | Error::Credential(_) => {
                 // The cause goes to the log, not to the client.
                 tracing::error!(cause = %self.0, "request failed");
-                json!({ "error": "internal error; the server log has the cause" })
+                ErrorBody {
+                    error: "internal error; the server log has the cause".to_owned(),
+                    diagnostics: None,
+                }
             }
-            other => json!({ "error": other.to_string() }),
+            other => ErrorBody {
+                error: other.to_string(),
+                diagnostics: None,
+            },
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -112,7 +164,7 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 /// The body of `POST /api/v1/policies`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPolicyVersion {
     /// The policy's name; a new name creates the policy.
@@ -124,13 +176,35 @@ pub struct NewPolicyVersion {
 }
 
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A name for people (shown in the audit log).
     pub name: String,
     /// `admin`, `editor`, `analyst`, `viewer`, `auditor` or `decision`.
     pub role: String,
+}
+
+/// A token just created: the only time its value is shown.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// The secret to send as `Authorization: Bearer TOKEN`.
+    pub token: String,
+}
+
+/// The audit log and whether its hash chain holds.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct AuditLog {
+    /// Whether every entry matches the hash chain.
+    pub verified: bool,
+    /// The first entry that does not, if any.
+    pub broken_at: Option<i64>,
+    /// Every entry, oldest first.
+    pub entries: Vec<audit::Entry>,
 }
 
 async fn healthz() -> &'static str {
@@ -160,6 +234,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// Every policy with its newest version.
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies",
+    responses((status = 200, body = Vec<PolicySummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_policies(
     State(state): State<AppState>,
     who: Principal,
@@ -167,6 +244,10 @@ async fn list_policies(
     Ok(Json(policies::list(&state.store, &who).await?))
 }
 
+/// Validate a policy document and store it as the policy's next version.
+#[utoipa::path(post, path = "/api/v1/policies", tag = "policies", request_body = NewPolicyVersion,
+    responses((status = 201, body = PolicyVersion), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, description = "the policy is invalid", body = ErrorBody)))]
 async fn create_policy_version(
     State(state): State<AppState>,
     who: Principal,
@@ -185,6 +266,10 @@ async fn create_policy_version(
     Ok((StatusCode::CREATED, Json(version)))
 }
 
+/// Every version of a policy, oldest first.
+#[utoipa::path(get, path = "/api/v1/policies/{id}/versions", tag = "policies",
+    params(("id" = i64, Path, description = "the policy's identifier")),
+    responses((status = 200, body = Vec<PolicyVersion>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn policy_versions(
     State(state): State<AppState>,
     who: Principal,
@@ -196,11 +281,14 @@ async fn policy_versions(
     Ok(Json(policies::versions(&state.store, &who, id).await?))
 }
 
+/// Create an API token; its value is in this reply only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
     who: Principal,
     body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let role = body
         .role
@@ -209,19 +297,28 @@ async fn create_token(
     let token = auth::create_token(&state.store, &who, &body.name, role, (state.clock)()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": body.name, "role": role.as_str(), "token": token.expose() })),
+        Json(CreatedToken {
+            name: body.name,
+            role: role.as_str().to_owned(),
+            token: token.expose().to_owned(),
+        }),
     ))
 }
 
+/// The audit log, and whether its hash chain verifies.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    responses((status = 200, body = AuditLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn audit_log(
     State(state): State<AppState>,
     who: Principal,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditLog>, ApiError> {
     let entries = audit::entries(&state.store, &who).await?;
-    let broken = audit::verify(&entries).err().map(|b| b.id);
-    Ok(Json(
-        json!({ "verified": broken.is_none(), "broken_at": broken, "entries": entries }),
-    ))
+    let broken_at = audit::verify(&entries).err().map(|b| b.id);
+    Ok(Json(AuditLog {
+        verified: broken_at.is_none(),
+        broken_at,
+        entries,
+    }))
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -9,7 +9,9 @@ use crate::role::{Permission, Principal};
 use crate::store::{NewVersion, PolicySummary, PolicyVersion, Store};
 
 /// The syntax of a policy document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// YAML.

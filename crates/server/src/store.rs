@@ -50,7 +50,7 @@ pub struct Store {
 }
 
 /// A policy and its newest version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicySummary {
     /// Identifier in the API.
     pub id: i64,
@@ -63,7 +63,7 @@ pub struct PolicySummary {
 }
 
 /// One immutable version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     /// The policy's identifier.
     pub policy_id: i64,

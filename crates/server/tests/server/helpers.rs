@@ -160,7 +160,7 @@ impl TestServer {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -6,6 +6,7 @@
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+//! - `openapi`: the OpenAPI document matches the routes that are served.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -17,3 +18,4 @@
 
 mod api;
 mod helpers;
+mod openapi;

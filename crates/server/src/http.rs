@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,8 +24,9 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
+use crate::store::alerts::{Alert, Change};
 use crate::store::{PolicySummary, PolicyVersion, Store};
-use crate::{Clock, audit, auth};
+use crate::{Clock, alerts, audit, auth};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -69,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(policy_versions))
         .routes(routes!(create_token))
         .routes(routes!(audit_log))
+        .routes(routes!(list_alerts))
+        .routes(routes!(get_alert))
+        .routes(routes!(acknowledge_alert))
+        .routes(routes!(resolve_alert))
+        .routes(routes!(assign_alert))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     Router::new()
@@ -114,6 +121,7 @@ impl IntoResponse for ApiError {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -319,6 +327,97 @@ async fn audit_log(
         broken_at,
         entries,
     }))
+}
+
+/// Alerts newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(alerts::Filter),
+    responses((status = 200, body = alerts::Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_alerts(
+    State(state): State<AppState>,
+    who: Principal,
+    filter: Result<Query<alerts::Filter>, QueryRejection>,
+) -> Result<Json<alerts::Page>, ApiError> {
+    let Query(filter) = filter.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(alerts::list(&state.store, &who, &filter).await?))
+}
+
+/// One alert with its explanation and evidence.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    let id = alert_id(&id)?;
+    Ok(Json(alerts::get(&state.store, &who, id).await?))
+}
+
+/// Acknowledge an alert: someone is on it.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn acknowledge_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    change_alert(&state, &who, &id, Change::Acknowledge).await
+}
+
+/// Resolve an alert; the same behaviour raised later opens a new one.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn resolve_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    change_alert(&state, &who, &id, Change::Resolve).await
+}
+
+/// The body of `POST /api/v1/alerts/{id}/assign`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    /// Who works on the alert.
+    pub assignee: String,
+}
+
+/// Assign an alert to someone.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/assign", tag = "alerts", request_body = Assignment,
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn assign_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<Assignment>, JsonRejection>,
+) -> Result<Json<Alert>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    change_alert(&state, &who, &id, Change::Assign(&body.assignee)).await
+}
+
+async fn change_alert(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    change: Change<'_>,
+) -> Result<Json<Alert>, ApiError> {
+    let id = alert_id(id)?;
+    Ok(Json(
+        alerts::change(&state.store, who, id, change, (state.clock)()).await?,
+    ))
+}
+
+fn alert_id(id: &str) -> Result<i64, Error> {
+    id.parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("alert {id:?}")))
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -11,6 +11,7 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
+//! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
@@ -18,6 +19,7 @@
 //! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
 //! - [`server`]: starting the whole node on an address and stopping it.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

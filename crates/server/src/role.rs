@@ -31,6 +31,10 @@ pub enum Permission {
     ReadAudit,
     /// Create API tokens.
     ManageTokens,
+    /// List and read alerts.
+    ReadAlerts,
+    /// Acknowledge, resolve and assign alerts.
+    WorkAlerts,
 }
 
 /// Who is acting, and with which role.
@@ -40,6 +44,17 @@ pub struct Principal {
     pub actor: String,
     /// What it may do.
     pub role: Role,
+}
+
+impl Principal {
+    /// `Ok` when this principal's role may do `permission`, else the refusal to return.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::Error> {
+        if self.role.may(permission) {
+            Ok(())
+        } else {
+            Err(crate::Error::Forbidden(permission))
+        }
+    }
 }
 
 impl Role {
@@ -62,6 +77,8 @@ impl Role {
             Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
             Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
             Permission::ManageTokens => matches!(self, Role::Admin),
+            Permission::ReadAlerts => !matches!(self, Role::Decision),
+            Permission::WorkAlerts => matches!(self, Role::Admin | Role::Analyst),
         }
     }
 }
@@ -73,6 +90,8 @@ impl fmt::Display for Permission {
             Permission::WritePolicies => "create policy versions",
             Permission::ReadAudit => "read the audit log",
             Permission::ManageTokens => "create API tokens",
+            Permission::ReadAlerts => "read alerts",
+            Permission::WorkAlerts => "acknowledge, resolve or assign alerts",
         })
     }
 }

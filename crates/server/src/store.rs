@@ -106,18 +106,32 @@ pub struct Bootstrap<'a> {
 /// The migrations, compiled into the binary: (version, description, SQL). Kept in
 /// `migrations/sqlite` and `migrations/postgres`; a test checks that every file there is listed.
 /// (Listed by hand rather than with `sqlx::migrate!`, which needs sqlx's proc-macro feature.)
-pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)]);
+pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/sqlite/0004_alerts.sql"),
+    ),
+]);
 
 /// See [`SQLITE_MIGRATIONS`].
-pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)]);
+pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/postgres/0004_alerts.sql"),
+    ),
+]);
 
 /// Migrations compiled into the binary, for sqlx's migrator.
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +241,8 @@ macro_rules! insert_token {
         .await?;
     };
 }
+
+pub mod alerts;
 
 impl Store {
     /// Opens (creating if missing) `DIR/palisade.db` in WAL mode and migrates it.

@@ -6,6 +6,7 @@
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+//! - `alerts`: raising, merging and working alerts.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
 
 // Test code may panic: a panic is how a test fails.
@@ -16,6 +17,9 @@
     clippy::indexing_slicing
 )]
 
-mod api;
+#[macro_use]
 mod helpers;
+
+mod alerts;
+mod api;
 mod openapi;

@@ -142,7 +142,7 @@ pub struct EventQuery {
 }
 
 /// One page of events.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     /// Newest first.
     pub events: Vec<StoredEvent>,

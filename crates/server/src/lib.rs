@@ -11,6 +11,7 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
+//! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
 //!   validate without storing, diff two versions.
 //! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
@@ -18,8 +19,10 @@
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
+//! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
 //! - [`server`]: starting the whole node on an address and stopping it.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
@@ -31,6 +34,7 @@ pub mod metrics;
 pub mod policies;
 pub mod role;
 pub mod server;
+pub mod settings;
 pub mod simulate;
 pub mod store;
 

@@ -9,7 +9,9 @@ use crate::role::{Permission, Principal};
 use crate::store::{NewVersion, PolicySummary, PolicyVersion, Store};
 
 /// The syntax of a policy document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// YAML.
@@ -84,7 +86,7 @@ pub async fn create_version(
 }
 
 /// What the engine says about a document: errors (the document cannot be used) and warnings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Validation {
     /// Whether the document has no errors (it would be accepted as a version).
     pub valid: bool,
@@ -95,7 +97,7 @@ pub struct Validation {
 }
 
 /// One error or warning, where it is and what it says.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Finding {
     /// The document's name, `NAME.yaml` or `NAME.json`.
     pub file: String,
@@ -137,7 +139,7 @@ pub fn validate(
 }
 
 /// The difference between two stored versions of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyDiff {
     /// The policy's identifier.
     pub policy_id: i64,

@@ -33,6 +33,10 @@ pub enum Permission {
     ManageTokens,
     /// Read connection events (lists, exports, and replaying them in a simulation).
     ReadEvents,
+    /// List and read alerts.
+    ReadAlerts,
+    /// Acknowledge, resolve and assign alerts.
+    WorkAlerts,
 }
 
 /// Who is acting, and with which role.
@@ -42,6 +46,17 @@ pub struct Principal {
     pub actor: String,
     /// What it may do.
     pub role: Role,
+}
+
+impl Principal {
+    /// `Ok` when this principal's role may do `permission`, else the refusal to return.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::Error> {
+        if self.role.may(permission) {
+            Ok(())
+        } else {
+            Err(crate::Error::Forbidden(permission))
+        }
+    }
 }
 
 impl Role {
@@ -66,6 +81,8 @@ impl Role {
             Permission::ManageTokens => matches!(self, Role::Admin),
             // Every reading role; the auditor reads everything, events included.
             Permission::ReadEvents => !matches!(self, Role::Decision),
+            Permission::ReadAlerts => !matches!(self, Role::Decision),
+            Permission::WorkAlerts => matches!(self, Role::Admin | Role::Analyst),
         }
     }
 }
@@ -78,6 +95,8 @@ impl fmt::Display for Permission {
             Permission::ReadAudit => "read the audit log",
             Permission::ManageTokens => "create API tokens",
             Permission::ReadEvents => "read connection events",
+            Permission::ReadAlerts => "read alerts",
+            Permission::WorkAlerts => "acknowledge, resolve or assign alerts",
         })
     }
 }

@@ -31,7 +31,7 @@ pub const OTHER_APPS: &str = "(other applications)";
 pub const UNKNOWN_APP: &str = "(unknown)";
 
 /// What replaying a candidate policy found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SimulationReport {
     /// Start of the range replayed (inclusive), RFC 3339.
     pub from: String,
@@ -48,7 +48,7 @@ pub struct SimulationReport {
 }
 
 /// The findings for one application.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AppReport {
     /// The application's path (or name when the path is unknown).
     pub app: String,
@@ -63,7 +63,7 @@ pub struct AppReport {
 }
 
 /// One event whose action would change.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Example {
     /// The agent that reported it.
     pub agent_id: String,
@@ -81,11 +81,13 @@ pub struct Example {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
     /// What was decided when it happened.
+    #[schema(value_type = String)]
     pub recorded_action: Action,
     /// The rule that decided then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded_rule: Option<String>,
     /// What the candidate decides.
+    #[schema(value_type = String)]
     pub candidate_action: Action,
     /// The candidate's deciding rule (none for its default action).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -53,7 +53,7 @@ pub struct Store {
 }
 
 /// A policy and its newest version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicySummary {
     /// Identifier in the API.
     pub id: i64,
@@ -66,7 +66,7 @@ pub struct PolicySummary {
 }
 
 /// One immutable version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     /// The policy's identifier.
     pub policy_id: i64,
@@ -120,6 +120,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "events",
         include_str!("../migrations/sqlite/0003_events.sql"),
     ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/sqlite/0004_alerts.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -133,6 +138,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         3,
         "events",
         include_str!("../migrations/postgres/0003_events.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/postgres/0004_alerts.sql"),
     ),
 ]);
 
@@ -244,6 +254,8 @@ macro_rules! insert_token {
         .await?;
     };
 }
+
+pub mod alerts;
 
 mod events;
 

@@ -19,7 +19,7 @@ use sqlx::Row;
 use super::{Pool, Store, StoreError};
 
 /// One stored event, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// The agent that reported it.
     pub agent_id: String,
@@ -27,8 +27,10 @@ pub struct StoredEvent {
     pub time: String,
     /// When the server received the batch, RFC 3339 UTC.
     pub received_at: String,
-    /// The event as reported (its connection normalised).
+    /// The event as reported (its connection normalised): `seq`, `time_ms`, `connection`,
+    /// `pid`, `sni`, `action`, `verdict`, `rule`, `policy_version`, `traffic`.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub event: ConnectionEvent,
 }
 

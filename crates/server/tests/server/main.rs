@@ -8,6 +8,8 @@
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
 //! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
 //!   validate, diff and simulate.
+//! - `alerts`: raising, merging and working alerts.
+//! - `openapi`: the OpenAPI document matches the routes that are served.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -17,6 +19,10 @@
     clippy::indexing_slicing
 )]
 
+#[macro_use]
+mod helpers;
+
+mod alerts;
 mod api;
 mod events;
-mod helpers;
+mod openapi;

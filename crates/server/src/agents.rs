@@ -115,7 +115,7 @@ pub async fn create_group(
     {
         Ok(())
     } else {
-        Err(Error::Conflict(format!("group {name:?}")))
+        Err(Error::Conflict(format!("group {name:?} already exists")))
     }
 }
 

@@ -20,12 +20,12 @@ pub enum Error {
     /// The request itself is malformed (what is wrong is in the message).
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with the current state (what is in the message).
+    #[error("{0}")]
+    Conflict(String),
     /// The policy document is invalid; each line is `file:line:col: error: field: message`.
     #[error("the policy is invalid")]
     InvalidPolicy(Vec<String>),
-    /// The thing to create exists already (what is named in the message).
-    #[error("{0} already exists")]
-    Conflict(String),
     /// An agent's credentials (enrollment token or certificate) are refused; the message says
     /// why.
     #[error("{0}")]

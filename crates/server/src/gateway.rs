@@ -181,6 +181,9 @@ impl Gateway for GatewayService {
             Ok(_) => Ok(Response::new(EventAck {
                 batch_seq: batch.batch_seq,
             })),
+            // The batch itself is refused (too old, too many events...): sending it again
+            // would not help.
+            Err(e @ Error::BadRequest(_)) => Err(status(e)),
             Err(e) => {
                 tracing::warn!(agent = %agent.id, batch = batch.batch_seq, cause = %e, "batch not stored");
                 Err(Status::unavailable(

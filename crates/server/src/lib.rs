@@ -11,19 +11,24 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
-//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
+//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
+//!   validate without storing, diff two versions.
+//! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
+//! - [`simulate`]: replay a candidate policy over stored events, per application.
 //! - [`agents`]: agents, groups and policy assignment; heartbeats and online/offline.
 //! - [`enrollment`]: enrollment tokens and enrolling an agent.
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
-//! - [`events`]: taking in the agents' event batches.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
-//! - [`server`]: starting the whole node (HTTP and the gateway) and stopping it.
+//! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
+//! - [`server`]: starting the whole node (HTTP and the agent gateway) and stopping it.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
@@ -39,6 +44,8 @@ pub mod metrics;
 pub mod policies;
 pub mod role;
 pub mod server;
+pub mod settings;
+pub mod simulate;
 pub mod store;
 
 use std::sync::Arc;

@@ -35,6 +35,12 @@ pub enum Permission {
     ReadAgents,
     /// Create enrollment tokens and groups, assign policies to groups, revoke and move agents.
     ManageAgents,
+    /// Read connection events (lists, exports, and replaying them in a simulation).
+    ReadEvents,
+    /// List and read alerts.
+    ReadAlerts,
+    /// Acknowledge, resolve and assign alerts.
+    WorkAlerts,
 }
 
 /// Who is acting, and with which role.
@@ -44,6 +50,17 @@ pub struct Principal {
     pub actor: String,
     /// What it may do.
     pub role: Role,
+}
+
+impl Principal {
+    /// `Ok` when this principal's role may do `permission`, else the refusal to return.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::Error> {
+        if self.role.may(permission) {
+            Ok(())
+        } else {
+            Err(crate::Error::Forbidden(permission))
+        }
+    }
 }
 
 impl Role {
@@ -68,6 +85,10 @@ impl Role {
             Permission::ManageTokens => matches!(self, Role::Admin),
             Permission::ReadAgents => !matches!(self, Role::Decision),
             Permission::ManageAgents => matches!(self, Role::Admin | Role::Editor),
+            // Every reading role; the auditor reads everything, events included.
+            Permission::ReadEvents => !matches!(self, Role::Decision),
+            Permission::ReadAlerts => !matches!(self, Role::Decision),
+            Permission::WorkAlerts => matches!(self, Role::Admin | Role::Analyst),
         }
     }
 }
@@ -81,6 +102,9 @@ impl fmt::Display for Permission {
             Permission::ManageTokens => "create API tokens",
             Permission::ReadAgents => "read agents, groups and enrollment tokens",
             Permission::ManageAgents => "manage agents, groups and enrollment tokens",
+            Permission::ReadEvents => "read connection events",
+            Permission::ReadAlerts => "read alerts",
+            Permission::WorkAlerts => "acknowledge, resolve or assign alerts",
         })
     }
 }
@@ -132,6 +156,20 @@ mod tests {
         assert_eq!(writers, [Role::Admin, Role::Editor]);
         assert!(Role::Viewer.may(Permission::ReadPolicies));
         assert!(!Role::Decision.may(Permission::ReadPolicies));
+    }
+
+    #[test]
+    fn every_reading_role_reads_events() {
+        for role in [
+            Role::Admin,
+            Role::Editor,
+            Role::Analyst,
+            Role::Viewer,
+            Role::Auditor,
+        ] {
+            assert!(role.may(Permission::ReadEvents), "{role}");
+        }
+        assert!(!Role::Decision.may(Permission::ReadEvents));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 };
 
 use crate::audit::{self, GENESIS, chain_hash};
+use crate::metrics::IngestCounters;
 use crate::role::{Principal, Role};
 
 /// The file name of the SQLite database inside the data directory.
@@ -49,10 +50,12 @@ pub struct Store {
     pool: Pool,
     /// SQLite only: one write transaction at a time.
     sqlite_writer: tokio::sync::Mutex<()>,
+    /// What event ingestion stored, skipped and refused (shown on `/metrics`).
+    ingest_counters: IngestCounters,
 }
 
 /// A policy and its newest version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicySummary {
     /// Identifier in the API.
     pub id: i64,
@@ -65,7 +68,7 @@ pub struct PolicySummary {
 }
 
 /// One immutable version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     /// The policy's identifier.
     pub policy_id: i64,
@@ -119,6 +122,16 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "agents",
         include_str!("../migrations/sqlite/0002_agents.sql"),
     ),
+    (
+        3,
+        "events",
+        include_str!("../migrations/sqlite/0003_events.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/sqlite/0004_alerts.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -132,6 +145,16 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         2,
         "agents",
         include_str!("../migrations/postgres/0002_agents.sql"),
+    ),
+    (
+        3,
+        "events",
+        include_str!("../migrations/postgres/0003_events.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/postgres/0004_alerts.sql"),
     ),
 ]);
 
@@ -244,6 +267,14 @@ macro_rules! insert_token {
     };
 }
 
+pub mod alerts;
+
+mod events;
+
+pub use events::{
+    EventCondition, EventKey, EventTest, RetentionReport, StoredEvent, ip_key, verdict_keyword,
+};
+
 impl Store {
     /// Opens (creating if missing) `DIR/palisade.db` in WAL mode and migrates it.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Store, StoreError> {
@@ -279,7 +310,13 @@ impl Store {
         Store {
             pool,
             sqlite_writer: tokio::sync::Mutex::new(()),
+            ingest_counters: IngestCounters::default(),
         }
+    }
+
+    /// The event ingestion counters of this node.
+    pub fn ingest_counters(&self) -> &IngestCounters {
+        &self.ingest_counters
     }
 
     /// `sqlite` or `postgres`.

@@ -110,7 +110,7 @@ async fn raw_client(
 fn event(seq: u64) -> ConnectionEvent {
     ConnectionEvent {
         seq,
-        time_ms: 1_700_000_000_000,
+        time_ms: crate::helpers::now().as_millisecond(),
         connection: Connection {
             app_path: Some("/usr/bin/curl".into()),
             dst_ip: Some("192.0.2.1".parse().unwrap()),
@@ -169,6 +169,21 @@ async fn enrolled_agent_heartbeats_and_shows_online(s: &TestServer) {
 
     // A batch is acknowledged with its own sequence number.
     uplink.send_batch(1, &[event(1), event(2)]).await.unwrap();
+    // Stored under the agent's id, once, even when the batch is sent again (a lost ack).
+    uplink.send_batch(1, &[event(1), event(2)]).await.unwrap();
+    let stored = s
+        .get(
+            &format!("/api/v1/events?agent={}", identity.agent_id),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    assert_eq!(
+        stored.body["events"].as_array().unwrap().len(),
+        2,
+        "{}",
+        stored.text
+    );
 
     // The enrollment is in the audit log.
     let audit = s.get("/api/v1/audit", Some(ADMIN_TOKEN)).await;

@@ -8,6 +8,10 @@
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
 //! - `gateway`: the agent gateway through the real agent client: enrollment, certificates,
 //!   heartbeats, policy distribution, and the REST routes for agents, groups and tokens.
+//! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
+//!   validate, diff and simulate.
+//! - `alerts`: raising, merging and working alerts.
+//! - `openapi`: the OpenAPI document matches the routes that are served.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -17,6 +21,11 @@
     clippy::indexing_slicing
 )]
 
-mod api;
-mod gateway;
+#[macro_use]
 mod helpers;
+
+mod alerts;
+mod api;
+mod events;
+mod gateway;
+mod openapi;

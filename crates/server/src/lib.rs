@@ -12,6 +12,7 @@
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`bus`]: the message bus between parts and nodes: in-process, or RabbitMQ for several nodes.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
@@ -20,6 +21,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod bus;
 pub mod credentials;
 pub mod error;
 pub mod http;

@@ -23,11 +23,12 @@ enum Kind {
 }
 
 /// Two nodes on one bus: in-process, two handles on the same bus; on RabbitMQ, two bus
-/// instances (two connections) sharing a name prefix.
+/// instances (two connections) sharing a name prefix, whose queues and exchanges are deleted
+/// when this is dropped, also when the case fails.
 struct Nodes {
     a: Bus,
     b: Bus,
-    topology: Option<Topology>,
+    _topology: Option<Topology>,
 }
 
 impl Nodes {
@@ -38,7 +39,7 @@ impl Nodes {
                 Some(Nodes {
                     a: bus.clone(),
                     b: bus,
-                    topology: None,
+                    _topology: None,
                 })
             }
             Kind::RabbitMq => {
@@ -57,49 +58,60 @@ impl Nodes {
                 Some(Nodes {
                     a,
                     b,
-                    topology: Some(Topology { url, prefix }),
+                    _topology: Some(Topology { url, prefix }),
                 })
             }
         }
     }
-
-    /// Deletes the RabbitMQ queues and exchanges of this case.
-    async fn finish(self) {
-        drop(self.a);
-        drop(self.b);
-        if let Some(topology) = self.topology {
-            topology.delete().await;
-        }
-    }
 }
 
+/// The RabbitMQ queues and exchanges of one case, deleted on drop.
 struct Topology {
     url: String,
     prefix: String,
 }
 
-impl Topology {
-    async fn delete(self) {
-        let connection = Connection::connect(&self.url, connection_properties())
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Drop cannot await: delete from a thread of its own with a runtime of its own.
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let deleted = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(delete_topology(&url, &prefix));
+        })
+        .join();
+        if deleted.is_err() && !std::thread::panicking() {
+            panic!(
+                "could not delete the queues and exchanges of {}",
+                self.prefix
+            );
+        }
+    }
+}
+
+async fn delete_topology(url: &str, prefix: &str) {
+    let connection = Connection::connect(url, connection_properties())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for topic in WorkTopic::ALL {
+        let name = format!("{prefix}.{}", topic.name());
+        channel
+            .queue_delete(&name, QueueDeleteOptions::default())
             .await
             .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        for topic in WorkTopic::ALL {
-            let name = format!("{}.{}", self.prefix, topic.name());
-            channel
-                .queue_delete(&name, QueueDeleteOptions::default())
-                .await
-                .unwrap();
-        }
-        for topic in FanoutTopic::ALL {
-            let name = format!("{}.{}", self.prefix, topic.name());
-            channel
-                .exchange_delete(&name, ExchangeDeleteOptions::default())
-                .await
-                .unwrap();
-        }
-        connection.close(200, "done").await.unwrap();
     }
+    for topic in FanoutTopic::ALL {
+        let name = format!("{prefix}.{}", topic.name());
+        channel
+            .exchange_delete(&name, ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    connection.close(200, "done").await.unwrap();
 }
 
 fn connection_properties() -> ConnectionProperties {
@@ -193,7 +205,6 @@ async fn competing_consumers_share_batches_exactly_once(kind: Kind) {
         worker.abort();
         let _ = worker.await;
     }
-    nodes.finish().await;
 }
 
 async fn unacknowledged_batch_is_redelivered_to_another_consumer(kind: Kind) {
@@ -221,7 +232,6 @@ async fn unacknowledged_batch_is_redelivered_to_another_consumer(kind: Kind) {
         "an acknowledged batch came back"
     );
     drop(second);
-    nodes.finish().await;
 }
 
 async fn fanout_reaches_every_node(kind: Kind) {
@@ -259,7 +269,6 @@ async fn fanout_reaches_every_node(kind: Kind) {
     assert!(timeout(QUIET, commands_on_a.next()).await.is_err());
     assert!(timeout(QUIET, on_a.next()).await.is_err());
     drop((on_a, on_b, commands_on_a));
-    nodes.finish().await;
 }
 
 async fn publish_after_connection_loss_reconnects_and_delivers(kind: Kind) {
@@ -297,7 +306,6 @@ async fn publish_after_connection_loss_reconnects_and_delivers(kind: Kind) {
         Kind::RabbitMq => assert_eq!(stats.reconnects, 1, "{stats:?}"),
     }
     drop((consumer, commands));
-    nodes.finish().await;
 }
 
 #[tokio::test]
@@ -352,4 +360,119 @@ async fn unreachable_broker_is_reported_within_the_publish_timeout() {
         !reason.contains("guest:guest"),
         "the password leaks: {reason}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_fails_publishes_then_resumes() {
+    let Ok(url) = std::env::var("PALISADE_TEST_AMQP_URL") else {
+        eprintln!("skipped: set PALISADE_TEST_AMQP_URL to run this case on RabbitMQ");
+        return;
+    };
+    // The bus reaches the broker through a proxy the test can cut, as a network failure or a
+    // broker restart would.
+    let (before, rest) = url.split_once('@').unwrap();
+    let (broker, vhost) = rest.split_once('/').unwrap();
+    let mut proxy = Proxy::start(broker.parse().unwrap()).await;
+    let proxied = format!("{before}@{}/{vhost}", proxy.address);
+    let prefix = format!("palisade-test-{}-outage", std::process::id());
+    let topology = Topology {
+        url: url.clone(),
+        prefix: prefix.clone(),
+    };
+    let options = BusOptions {
+        publish_timeout: Duration::from_secs(1),
+        ..options(&prefix)
+    };
+    let bus = Bus::connect(Some(&proxied), options).await.unwrap();
+    let mut consumer = bus.consume_work(WorkTopic::EventBatches).await;
+    bus.publish_work(WorkTopic::EventBatches, b"before".to_vec())
+        .await
+        .unwrap();
+    let delivery = timeout(PATIENCE, consumer.next()).await.unwrap();
+    assert_eq!(delivery.payload(), b"before");
+    delivery.ack().await.unwrap();
+
+    proxy.cut();
+    let during = bus
+        .publish_work(WorkTopic::EventBatches, b"during".to_vec())
+        .await;
+    assert!(
+        matches!(during, Err(BusError::Unavailable(_))),
+        "{during:?}"
+    );
+    assert_eq!(bus.stats().publish_failures, 1);
+
+    proxy.restore().await;
+    bus.publish_work(WorkTopic::EventBatches, b"after".to_vec())
+        .await
+        .unwrap();
+    // "before" may come again: its acknowledgement can be lost with the connection, and the
+    // broker then delivers it again (at least once). "during" never reached the broker.
+    loop {
+        let delivery = timeout(PATIENCE, consumer.next()).await.unwrap();
+        let payload = delivery.payload().to_vec();
+        delivery.ack().await.unwrap();
+        match payload.as_slice() {
+            b"after" => break,
+            b"before" => {}
+            other => panic!("unexpected {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+    assert!(timeout(QUIET, consumer.next()).await.is_err());
+    let stats = bus.stats();
+    assert_eq!(
+        (stats.reconnects, stats.publish_failures),
+        (1, 1),
+        "{stats:?}"
+    );
+
+    drop((consumer, bus));
+    proxy.cut();
+    drop(topology);
+}
+
+/// A TCP forwarder to the broker that can be cut (listener and every connection closed) and
+/// restored on the same port.
+struct Proxy {
+    address: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        Proxy {
+            address,
+            upstream,
+            task: Some(tokio::spawn(forward(listener, upstream))),
+        }
+    }
+
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Aborting drops the listener and the JoinSet, which aborts every connection.
+            task.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.address).await.unwrap();
+        self.task = Some(tokio::spawn(forward(listener, self.upstream)));
+    }
+}
+
+async fn forward(listener: tokio::net::TcpListener, upstream: std::net::SocketAddr) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        connections.spawn(async move {
+            if let Ok(mut broker) = tokio::net::TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+            }
+        });
+    }
 }

@@ -306,16 +306,18 @@ struct Consuming {
 }
 
 impl WorkConsumer {
+    /// Cancel-safe: the registered consumer stays in `self` while this waits, so dropping the
+    /// future (a `select!`, a timeout) neither loses nor returns anything.
     pub(super) async fn next(&mut self) -> Delivery {
         loop {
-            let current = match self.current.take() {
-                Some(current) => current,
-                None => self.open().await,
+            if self.current.is_none() {
+                self.current = Some(self.open().await);
+            }
+            let Some(current) = self.current.as_mut() else {
+                continue;
             };
-            let mut current = current;
             match current.consumer.next().await {
                 Some(Ok(delivery)) => {
-                    self.current = Some(current);
                     return Delivery {
                         payload: delivery.data,
                         ack: Some(DeliveryAcker::Amqp(Acker {
@@ -328,6 +330,7 @@ impl WorkConsumer {
                 }
                 None => warn!(queue = %self.queue, "consumer cancelled; resuming"),
             }
+            self.current = None;
             // Whatever ended the consumer, do not spin on it.
             tokio::time::sleep(self.bus.inner.options.backoff_initial).await;
         }
@@ -415,27 +418,28 @@ pub(super) struct Subscription {
 }
 
 impl Subscription {
+    /// Cancel-safe like `WorkConsumer::next`; a gap noticed before a cancellation is still
+    /// reported by the next call.
     pub(super) async fn next(&mut self) -> Result<Vec<u8>, BusError> {
         loop {
-            let mut current = match self.current.take() {
-                Some(current) => current,
-                None => self.open().await,
-            };
+            if self.current.is_none() {
+                self.current = Some(self.open().await);
+            }
             if self.gap {
                 self.gap = false;
-                self.current = Some(current);
                 return Err(BusError::Interrupted);
             }
+            let Some(current) = self.current.as_mut() else {
+                continue;
+            };
             match current.consumer.next().await {
-                Some(Ok(delivery)) => {
-                    self.current = Some(current);
-                    return Ok(delivery.data);
-                }
+                Some(Ok(delivery)) => return Ok(delivery.data),
                 Some(Err(err)) => {
                     warn!(exchange = %self.exchange, cause = %err, "subscription lost; resuming");
                 }
                 None => warn!(exchange = %self.exchange, "subscription cancelled; resuming"),
             }
+            self.current = None;
             self.gap = true;
             tokio::time::sleep(self.bus.inner.options.backoff_initial).await;
         }

@@ -255,7 +255,8 @@ enum ConsumerInner {
 impl WorkConsumer {
     /// The next message for this consumer; waits until there is one. On RabbitMQ it waits
     /// through lost connections and resumes after reconnecting (messages this consumer held
-    /// unacknowledged then go back to the queue).
+    /// unacknowledged then go back to the queue). Cancel-safe: dropping the future (in a
+    /// `select!` or a timeout) loses no message.
     pub async fn next(&mut self) -> Delivery {
         match &mut self.inner {
             ConsumerInner::InProcess(consumer) => consumer.next().await,
@@ -320,7 +321,8 @@ enum SubscriptionInner {
 impl Subscription {
     /// The next message; waits until there is one. [`BusError::Interrupted`] says the broker
     /// connection was lost and the subscription has resumed, with a possible gap;
-    /// [`BusError::Closed`] that the bus is gone.
+    /// [`BusError::Closed`] that the bus is gone. Cancel-safe: dropping the future loses no
+    /// message.
     pub async fn next(&mut self) -> Result<Vec<u8>, BusError> {
         match &mut self.inner {
             SubscriptionInner::InProcess(subscription) => subscription.next().await,

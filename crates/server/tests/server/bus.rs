@@ -268,6 +268,19 @@ async fn fanout_reaches_every_node(kind: Kind) {
     assert_eq!(message, b"isolate agent-3");
     assert!(timeout(QUIET, commands_on_a.next()).await.is_err());
     assert!(timeout(QUIET, on_a.next()).await.is_err());
+    // Giving up waiting (a timeout, a `select!`) does not cost the subscription anything.
+    nodes
+        .a
+        .publish(FanoutTopic::PolicyUpdates, b"policy-8".to_vec())
+        .await
+        .unwrap();
+    for subscription in [&mut on_a, &mut on_b] {
+        let message = timeout(PATIENCE, subscription.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message, b"policy-8");
+    }
     drop((on_a, on_b, commands_on_a));
 }
 

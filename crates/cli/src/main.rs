@@ -7,7 +7,7 @@
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
 //!   naming its client device.
-//! - [`server`]: `palisade server --data DIR --http ADDR`, one central node.
+//! - [`server`]: `palisade server` and `palisade up`, one central node.
 
 mod analyze;
 mod policy;
@@ -38,6 +38,8 @@ enum Command {
     Sensor(sensor::SensorArgs),
     /// Run one central server node: storage, policies, REST API.
     Server(server::ServerArgs),
+    /// Run everything on this machine with embedded defaults (SQLite, in-process bus).
+    Up(server::ServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Analyze(args) => analyze::run(args),
         Command::Sensor(args) => sensor::run(args),
-        Command::Server(args) => server::run(args),
+        Command::Server(args) | Command::Up(args) => server::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,8 +1,9 @@
-//! `palisade server`: one central node. Reads the command line and the environment, starts the
-//! node, prints where it listens, and stops it on Ctrl-C or SIGTERM.
+//! `palisade server` and `palisade up`: one central node. Reads the settings (defaults, then
+//! `--config FILE`, then `PALISADE_*` variables, then the flags), starts the node, prints where
+//! it listens, and stops it on Ctrl-C or SIGTERM.
 //!
-//! Environment: `PALISADE_DATABASE_URL` (`postgres://...`; SQLite in the data directory when
-//! unset) and `PALISADE_BOOTSTRAP_TOKEN` (first start only: an admin API token with that value).
+//! `PALISADE_BOOTSTRAP_TOKEN` (first start only: an admin API token with that value) is read from
+//! the environment only, so the secret never sits in a configuration file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,17 +14,25 @@ use anyhow::Context;
 use clap::Args;
 use jiff::Timestamp;
 use palisade_server::credentials::Secret;
+use palisade_server::settings::Settings;
 use palisade_server::{Config, Database};
 
-/// Arguments of `palisade server`.
+/// Arguments of `palisade server` (and of `palisade up`).
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Data directory (SQLite database, initial credentials).
-    #[arg(long, default_value = "./palisade-data")]
-    data: PathBuf,
-    /// Address for the console, REST API and decision API; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
+    /// TOML configuration file (docs/server.md lists the keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, initial credentials) [default: ./palisade-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address for the console, REST API and decision API; port 0 picks a free port
+    /// [default: 127.0.0.1:8080].
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Address for the agent gateway; port 0 picks a free port [default: 127.0.0.1:8443].
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.
@@ -32,22 +41,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .try_init()
         .ok();
-    let database_url = std::env::var("PALISADE_DATABASE_URL").ok();
-    let database = match Database::from_url(database_url.as_deref()) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: PALISADE_DATABASE_URL: {e}");
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
             return Ok(ExitCode::from(2));
         }
-    };
-    let config = Config {
-        data_dir: args.data,
-        database,
-        http: args.http,
-        bootstrap_token: std::env::var("PALISADE_BOOTSTRAP_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .map(Secret::new),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -61,6 +60,37 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         shutdown_signal().await?;
         server.stop().await.context("stopping the server")?;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The node's configuration from the settings' four layers; an error is the operator's to fix.
+fn config(args: ServerArgs) -> Result<Config, String> {
+    let mut settings = match &args.config {
+        Some(path) => Settings::from_file(path).map_err(|e| e.to_string())?,
+        None => Settings::default(),
+    };
+    settings
+        .apply_environment(std::env::vars())
+        .map_err(|e| e.to_string())?;
+    if let Some(data) = args.data {
+        settings.data = data;
+    }
+    if let Some(http) = args.http {
+        settings.http = http;
+    }
+    if let Some(grpc) = args.grpc {
+        settings.grpc = grpc;
+    }
+    let database = Database::from_url(settings.database_url.as_deref())
+        .map_err(|e| format!("database_url (configuration file or PALISADE_DATABASE_URL): {e}"))?;
+    Ok(Config {
+        data_dir: settings.data,
+        database,
+        http: settings.http,
+        bootstrap_token: std::env::var("PALISADE_BOOTSTRAP_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
     })
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     /// The request itself is malformed (what is wrong is in the message).
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with the current state (what is in the message).
+    #[error("{0}")]
+    Conflict(String),
     /// The policy document is invalid; each line is `file:line:col: error: field: message`.
     #[error("the policy is invalid")]
     InvalidPolicy(Vec<String>),

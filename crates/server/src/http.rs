@@ -1,25 +1,36 @@
 //! The HTTP interface: health, readiness, metrics and the REST API under `/api/v1`. Handlers
 //! only extract, call a service and map the error; [`ApiError`] is the one place where errors
-//! become statuses.
+//! become statuses. Every REST route is registered together with its OpenAPI description
+//! (`utoipa_axum::routes!`), so the document at `/api/v1/openapi.json` lists exactly the routes
+//! that are served.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use futures_util::StreamExt;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Error;
+use crate::events::{self, EventPage, EventQuery, OutputFormat};
 use crate::metrics::Metrics;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
+use crate::simulate::{self, SimulationReport};
+use crate::store::alerts::{Alert, Change};
 use crate::store::{PolicySummary, PolicyVersion, Store};
-use crate::{Clock, audit, auth};
+use crate::{Clock, alerts, audit, auth};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -32,24 +43,73 @@ pub struct AppState {
     pub clock: Clock,
 }
 
+/// The REST API's description; the paths are added by [`router`] as the routes are registered.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Palisade", description = "The REST API of the Palisade central server."),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme every REST route uses.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(utoipa::openapi::Components::new);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// The whole HTTP interface.
 pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_policies, create_policy_version))
+        .routes(routes!(policy_versions))
+        .routes(routes!(policy_diff))
+        .routes(routes!(validate_policy))
+        .routes(routes!(simulate_policy))
+        .routes(routes!(list_events))
+        .routes(routes!(create_token))
+        .routes(routes!(audit_log))
+        .routes(routes!(list_alerts))
+        .routes(routes!(get_alert))
+        .routes(routes!(acknowledge_alert))
+        .routes(routes!(resolve_alert))
+        .routes(routes!(assign_alert))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(
-            "/api/v1/policies",
-            get(list_policies).post(create_policy_version),
+            "/api/v1/openapi.json",
+            get(move || std::future::ready(Json(openapi.clone()))),
         )
-        .route("/api/v1/policies/{id}/versions", get(policy_versions))
-        .route("/api/v1/tokens", axum::routing::post(create_token))
-        .route("/api/v1/audit", get(audit_log))
+        .merge(api)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// What every refused or failed request answers.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// For an invalid policy: one line per problem, `FILE:LINE:COLUMN: error: FIELD: message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<String>>,
 }
 
 /// A service error on its way to the client: the one mapping from errors to statuses.
@@ -69,19 +129,27 @@ impl IntoResponse for ApiError {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self.0 {
-            Error::InvalidPolicy(diagnostics) => {
-                json!({ "error": self.0.to_string(), "diagnostics": diagnostics })
-            }
+            Error::InvalidPolicy(diagnostics) => ErrorBody {
+                error: self.0.to_string(),
+                diagnostics: Some(diagnostics.clone()),
+            },
             Error::Store(_) | Error::Credential(_) => {
                 // The cause goes to the log, not to the client.
                 tracing::error!(cause = %self.0, "request failed");
-                json!({ "error": "internal error; the server log has the cause" })
+                ErrorBody {
+                    error: "internal error; the server log has the cause".to_owned(),
+                    diagnostics: None,
+                }
             }
-            other => json!({ "error": other.to_string() }),
+            other => ErrorBody {
+                error: other.to_string(),
+                diagnostics: None,
+            },
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -112,7 +180,7 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 /// The body of `POST /api/v1/policies`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPolicyVersion {
     /// The policy's name; a new name creates the policy.
@@ -123,14 +191,76 @@ pub struct NewPolicyVersion {
     pub source: String,
 }
 
+/// The body of `POST /api/v1/policies/validate`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    /// Names the document in the findings (`NAME.yaml`); default `candidate`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `yaml` or `json`.
+    pub format: Format,
+    /// The document.
+    pub source: String,
+}
+
+/// The body of `POST /api/v1/policies/simulate`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateBody {
+    /// `yaml` or `json`.
+    pub format: Format,
+    /// The candidate document.
+    pub source: String,
+    /// Start of the events replayed (RFC 3339, inclusive); default 24 hours before `to`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// End of the events replayed (RFC 3339, exclusive); default now.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// The query of `GET /api/v1/policies/{id}/diff`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// The older version; default the one before `to`.
+    pub from: Option<i64>,
+    /// The newer version; default the newest.
+    pub to: Option<i64>,
+}
+
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A name for people (shown in the audit log).
     pub name: String,
     /// `admin`, `editor`, `analyst`, `viewer`, `auditor` or `decision`.
     pub role: String,
+}
+
+/// A token just created: the only time its value is shown.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// The secret to send as `Authorization: Bearer TOKEN`.
+    pub token: String,
+}
+
+/// The audit log and whether its hash chain holds.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct AuditLog {
+    /// Whether every entry matches the hash chain.
+    pub verified: bool,
+    /// The first entry that does not, if any.
+    pub broken_at: Option<i64>,
+    /// Every entry, oldest first.
+    pub entries: Vec<audit::Entry>,
 }
 
 async fn healthz() -> &'static str {
@@ -153,13 +283,14 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .count_policy_versions()
         .await
         .map_err(Error::from)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(versions),
-    )
-        .into_response())
+    let mut text = state.metrics.render(versions);
+    state.store.ingest_counters().render(&mut text);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// Every policy with its newest version.
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies",
+    responses((status = 200, body = Vec<PolicySummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_policies(
     State(state): State<AppState>,
     who: Principal,
@@ -167,6 +298,10 @@ async fn list_policies(
     Ok(Json(policies::list(&state.store, &who).await?))
 }
 
+/// Validate a policy document and store it as the policy's next version.
+#[utoipa::path(post, path = "/api/v1/policies", tag = "policies", request_body = NewPolicyVersion,
+    responses((status = 201, body = PolicyVersion), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, description = "the policy is invalid", body = ErrorBody)))]
 async fn create_policy_version(
     State(state): State<AppState>,
     who: Principal,
@@ -185,6 +320,10 @@ async fn create_policy_version(
     Ok((StatusCode::CREATED, Json(version)))
 }
 
+/// Every version of a policy, oldest first.
+#[utoipa::path(get, path = "/api/v1/policies/{id}/versions", tag = "policies",
+    params(("id" = i64, Path, description = "the policy's identifier")),
+    responses((status = 200, body = Vec<PolicyVersion>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn policy_versions(
     State(state): State<AppState>,
     who: Principal,
@@ -196,11 +335,116 @@ async fn policy_versions(
     Ok(Json(policies::versions(&state.store, &who, id).await?))
 }
 
+/// A unified line diff of two versions of a policy.
+#[utoipa::path(get, path = "/api/v1/policies/{id}/diff", tag = "policies",
+    params(("id" = i64, Path, description = "the policy's identifier"), DiffQuery),
+    responses((status = 200, body = policies::PolicyDiff), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn policy_diff(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    query: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Json<policies::PolicyDiff>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("policy {id:?}")))?;
+    let Query(q) = query.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(
+        policies::diff(&state.store, &who, id, q.from, q.to).await?,
+    ))
+}
+
+/// Validate a policy document with the engine; nothing is stored.
+#[utoipa::path(post, path = "/api/v1/policies/validate", tag = "policies", request_body = ValidateBody,
+    responses((status = 200, description = "the findings; `valid` says whether the document would be accepted",
+        body = policies::Validation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn validate_policy(
+    who: Principal,
+    body: Result<Json<ValidateBody>, JsonRejection>,
+) -> Result<Json<policies::Validation>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(policies::validate(
+        &who,
+        body.name.as_deref(),
+        body.format,
+        &body.source,
+    )?))
+}
+
+/// Replay a candidate policy over the stored events of a time range; nothing is stored.
+#[utoipa::path(post, path = "/api/v1/policies/simulate", tag = "policies", request_body = SimulateBody,
+    responses((status = 200, body = SimulationReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, description = "the candidate is invalid", body = ErrorBody)))]
+async fn simulate_policy(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<SimulateBody>, JsonRejection>,
+) -> Result<Json<SimulationReport>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(
+        simulate::simulate(
+            &state.store,
+            &who,
+            body.format,
+            &body.source,
+            body.from.as_deref(),
+            body.to.as_deref(),
+            (state.clock)(),
+        )
+        .await?,
+    ))
+}
+
+/// Connection events, newest first: a page of JSON, or every matching event as JSON lines or
+/// CSV. A filter value starting with `!` negates the filter; filters may be repeated.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(
+        ("agent" = Option<String>, Query, description = "the agent id"),
+        ("app" = Option<String>, Query, description = "with a `/` the application path, else the process name"),
+        ("user" = Option<String>, Query, description = "the user name"),
+        ("domain" = Option<String>, Query, description = "the domain, or `*.example.com` for every name under it"),
+        ("ip" = Option<String>, Query, description = "an address or CIDR block; the source or the destination"),
+        ("port" = Option<u16>, Query, description = "the destination port"),
+        ("protocol" = Option<String>, Query, description = "tcp, udp or icmp"),
+        ("action" = Option<String>, Query, description = "allow, block, alert or log"),
+        ("rule" = Option<String>, Query, description = "the deciding rule's id"),
+        ("from" = Option<String>, Query, description = "event time at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "event time before (RFC 3339)"),
+        ("cursor" = Option<String>, Query, description = "a previous page's `next_cursor`"),
+        ("limit" = Option<i64>, Query, description = "JSON: 1 to 1000 per page, default 100; exports: most events written, default all"),
+        ("format" = Option<String>, Query, description = "json (default), jsonl or csv"),
+    ),
+    responses((status = 200, description = "`format=json`: a page (shown); `jsonl`: application/x-ndjson; `csv`: text/csv",
+        body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_events(
+    State(state): State<AppState>,
+    who: Principal,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = pairs.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let query = EventQuery::from_pairs(&pairs)?;
+    let content_type = match query.format {
+        OutputFormat::Json => {
+            let page: EventPage = events::list(&state.store, &who, &query).await?;
+            return Ok(Json(page).into_response());
+        }
+        OutputFormat::Jsonl => "application/x-ndjson",
+        OutputFormat::Csv => "text/csv; charset=utf-8",
+    };
+    let stream = events::export(state.store.clone(), &who, query)?;
+    let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// Create an API token; its value is in this reply only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
     who: Principal,
     body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let role = body
         .role
@@ -209,19 +453,119 @@ async fn create_token(
     let token = auth::create_token(&state.store, &who, &body.name, role, (state.clock)()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": body.name, "role": role.as_str(), "token": token.expose() })),
+        Json(CreatedToken {
+            name: body.name,
+            role: role.as_str().to_owned(),
+            token: token.expose().to_owned(),
+        }),
     ))
 }
 
+/// The audit log, and whether its hash chain verifies.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    responses((status = 200, body = AuditLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn audit_log(
     State(state): State<AppState>,
     who: Principal,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditLog>, ApiError> {
     let entries = audit::entries(&state.store, &who).await?;
-    let broken = audit::verify(&entries).err().map(|b| b.id);
+    let broken_at = audit::verify(&entries).err().map(|b| b.id);
+    Ok(Json(AuditLog {
+        verified: broken_at.is_none(),
+        broken_at,
+        entries,
+    }))
+}
+
+/// Alerts newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(alerts::Filter),
+    responses((status = 200, body = alerts::Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_alerts(
+    State(state): State<AppState>,
+    who: Principal,
+    filter: Result<Query<alerts::Filter>, QueryRejection>,
+) -> Result<Json<alerts::Page>, ApiError> {
+    let Query(filter) = filter.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(alerts::list(&state.store, &who, &filter).await?))
+}
+
+/// One alert with its explanation and evidence.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    let id = alert_id(&id)?;
+    Ok(Json(alerts::get(&state.store, &who, id).await?))
+}
+
+/// Acknowledge an alert: someone is on it.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn acknowledge_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    change_alert(&state, &who, &id, Change::Acknowledge).await
+}
+
+/// Resolve an alert; the same behaviour raised later opens a new one.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts",
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn resolve_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ApiError> {
+    change_alert(&state, &who, &id, Change::Resolve).await
+}
+
+/// The body of `POST /api/v1/alerts/{id}/assign`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    /// Who works on the alert.
+    pub assignee: String,
+}
+
+/// Assign an alert to someone.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/assign", tag = "alerts", request_body = Assignment,
+    params(("id" = i64, Path, description = "the alert's identifier")),
+    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the alert is resolved", body = ErrorBody)))]
+async fn assign_alert(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<Assignment>, JsonRejection>,
+) -> Result<Json<Alert>, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    change_alert(&state, &who, &id, Change::Assign(&body.assignee)).await
+}
+
+async fn change_alert(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    change: Change<'_>,
+) -> Result<Json<Alert>, ApiError> {
+    let id = alert_id(id)?;
     Ok(Json(
-        json!({ "verified": broken.is_none(), "broken_at": broken, "entries": entries }),
+        alerts::change(&state.store, who, id, change, (state.clock)()).await?,
     ))
+}
+
+fn alert_id(id: &str) -> Result<i64, Error> {
+    id.parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("alert {id:?}")))
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

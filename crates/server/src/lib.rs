@@ -11,24 +11,33 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and creating tokens.
 //! - [`error`]: what services refuse or fail with.
-//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it.
+//! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
+//! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
+//!   validate without storing, diff two versions.
+//! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
+//! - [`simulate`]: replay a candidate policy over stored events, per application.
 //! - [`bus`]: the message bus between parts and nodes: in-process, or RabbitMQ for several nodes.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
+//! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
 //! - [`server`]: starting the whole node on an address and stopping it.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod bus;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod policies;
 pub mod role;
 pub mod server;
+pub mod settings;
+pub mod simulate;
 pub mod store;
 
 use std::sync::Arc;

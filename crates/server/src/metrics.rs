@@ -1,7 +1,8 @@
-//! Request counters and the Prometheus text exposition.
+//! Request counters, event ingestion counters, and the Prometheus text exposition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Counters of one server node.
@@ -44,6 +45,63 @@ impl Metrics {
     }
 }
 
+/// What event ingestion stored, skipped and refused on this node since it started.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    batches_stored: AtomicU64,
+    batches_duplicate: AtomicU64,
+    batches_refused: AtomicU64,
+    events_stored: AtomicU64,
+    events_duplicate: AtomicU64,
+    events_refused: AtomicU64,
+}
+
+impl IngestCounters {
+    /// A batch was stored with `stored` new events and `duplicate` already stored ones.
+    pub fn stored(&self, stored: u64, duplicate: u64) {
+        self.batches_stored.fetch_add(1, Ordering::Relaxed);
+        self.events_stored.fetch_add(stored, Ordering::Relaxed);
+        self.events_duplicate
+            .fetch_add(duplicate, Ordering::Relaxed);
+    }
+
+    /// A re-sent batch of `events` events was recognised and not stored again.
+    pub fn duplicate(&self, events: u64) {
+        self.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+        self.events_duplicate.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// A batch of `events` events was refused as invalid.
+    pub fn refused(&self, events: u64) {
+        self.batches_refused.fetch_add(1, Ordering::Relaxed);
+        self.events_refused.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP palisade_event_batches_total Event batches received, by outcome.\n\
+             # TYPE palisade_event_batches_total counter\n\
+             palisade_event_batches_total{{outcome=\"stored\"}} {}\n\
+             palisade_event_batches_total{{outcome=\"duplicate\"}} {}\n\
+             palisade_event_batches_total{{outcome=\"refused\"}} {}\n\
+             # HELP palisade_events_total Connection events received, by outcome.\n\
+             # TYPE palisade_events_total counter\n\
+             palisade_events_total{{outcome=\"stored\"}} {}\n\
+             palisade_events_total{{outcome=\"duplicate\"}} {}\n\
+             palisade_events_total{{outcome=\"refused\"}} {}\n",
+            get(&self.batches_stored),
+            get(&self.batches_duplicate),
+            get(&self.batches_refused),
+            get(&self.events_stored),
+            get(&self.events_duplicate),
+            get(&self.events_refused),
+        );
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
@@ -67,5 +125,19 @@ mod tests {
         );
         assert!(text.contains("route=\"/api/v1/policies\",status=\"401\"} 1\n"));
         assert!(text.contains("palisade_policy_versions_total 3\n"));
+    }
+
+    #[test]
+    fn ingest_counters_by_outcome() {
+        let c = IngestCounters::default();
+        c.stored(5, 1);
+        c.duplicate(6);
+        c.refused(2);
+        let mut text = String::new();
+        c.render(&mut text);
+        assert!(text.contains("palisade_event_batches_total{outcome=\"duplicate\"} 1\n"));
+        assert!(text.contains("palisade_events_total{outcome=\"stored\"} 5\n"));
+        assert!(text.contains("palisade_events_total{outcome=\"duplicate\"} 7\n"));
+        assert!(text.contains("palisade_events_total{outcome=\"refused\"} 2\n"));
     }
 }

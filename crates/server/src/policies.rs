@@ -9,7 +9,9 @@ use crate::role::{Permission, Principal};
 use crate::store::{NewVersion, PolicySummary, PolicyVersion, Store};
 
 /// The syntax of a policy document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// YAML.
@@ -68,19 +70,7 @@ pub async fn create_version(
 ) -> Result<PolicyVersion, Error> {
     require(who, Permission::WritePolicies)?;
     check_name(name)?;
-    if source.len() > MAX_SOURCE_LEN {
-        return Err(Error::BadRequest(format!(
-            "the policy document is {} bytes; at most {MAX_SOURCE_LEN} are accepted",
-            source.len()
-        )));
-    }
-    let file = format!("{name}.{}", format.as_str());
-    let no_files = |list: &str| -> Result<String, String> {
-        Err(format!(
-            "list file {list:?} cannot be read on the server: put the entries in the document"
-        ))
-    };
-    palisade_policy::load(&file, source, &no_files).map_err(|invalid| {
+    load(name, format, source)?.map_err(|invalid| {
         Error::InvalidPolicy(invalid.errors.iter().map(ToString::to_string).collect())
     })?;
     let new = NewVersion {
@@ -93,6 +83,146 @@ pub async fn create_version(
         .await?;
     tracing::info!(policy = name, version = version.version, actor = %who.actor, "policy version stored");
     Ok(version)
+}
+
+/// What the engine says about a document: errors (the document cannot be used) and warnings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    /// Whether the document has no errors (it would be accepted as a version).
+    pub valid: bool,
+    /// The errors, in document order.
+    pub errors: Vec<Finding>,
+    /// The warnings (only when there are no errors: the engine lints a valid policy).
+    pub warnings: Vec<Finding>,
+}
+
+/// One error or warning, where it is and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Finding {
+    /// The document's name, `NAME.yaml` or `NAME.json`.
+    pub file: String,
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub column: u32,
+    /// The field's path, e.g. `rules[2].action` (empty for the document as a whole).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// The whole finding as one line: `file:line:col: error: field: message`.
+    pub text: String,
+}
+
+/// Validates a document with the policy engine and stores nothing. `name` only names the
+/// document in the findings (default `candidate`).
+pub fn validate(
+    who: &Principal,
+    name: Option<&str>,
+    format: Format,
+    source: &str,
+) -> Result<Validation, Error> {
+    require(who, Permission::ReadPolicies)?;
+    let name = name.unwrap_or("candidate");
+    check_name(name)?;
+    Ok(match load(name, format, source)? {
+        Ok(loaded) => Validation {
+            valid: true,
+            errors: Vec::new(),
+            warnings: loaded.warnings.iter().map(finding).collect(),
+        },
+        Err(invalid) => Validation {
+            valid: false,
+            errors: invalid.errors.iter().map(finding).collect(),
+            warnings: Vec::new(),
+        },
+    })
+}
+
+/// The difference between two stored versions of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyDiff {
+    /// The policy's identifier.
+    pub policy_id: i64,
+    /// The policy's name.
+    pub name: String,
+    /// The older side's version.
+    pub from: i64,
+    /// The newer side's version.
+    pub to: i64,
+    /// A unified line diff of the two sources (`--- NAME@FROM`, `+++ NAME@TO`, hunks with three
+    /// lines of context); empty when the sources are equal.
+    pub diff: String,
+}
+
+/// A unified diff of versions `from` and `to` of policy `id`; `to` defaults to the newest
+/// version and `from` to the one before `to`.
+pub async fn diff(
+    store: &Store,
+    who: &Principal,
+    id: i64,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<PolicyDiff, Error> {
+    let versions = versions(store, who, id).await?;
+    let newest = versions.last().map_or(0, |v| v.version);
+    let to = to.unwrap_or(newest);
+    let from = from.unwrap_or(to - 1);
+    let find = |n: i64| {
+        versions
+            .iter()
+            .find(|v| v.version == n)
+            .ok_or_else(|| Error::NotFound(format!("version {n} of policy {id}")))
+    };
+    let (old, new) = (find(from)?, find(to)?);
+    let diff = similar::TextDiff::from_lines(&old.source, &new.source)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{}@{from}", old.name),
+            &format!("{}@{to}", new.name),
+        )
+        .to_string();
+    Ok(PolicyDiff {
+        policy_id: id,
+        name: new.name.clone(),
+        from,
+        to,
+        diff,
+    })
+}
+
+/// Reads and validates a document named `NAME.FORMAT` as the server does: list files are
+/// refused (the server has no files to read them from). The outer error is a request the
+/// server does not take at all (too large).
+pub(crate) fn load(
+    name: &str,
+    format: Format,
+    source: &str,
+) -> Result<Result<palisade_policy::Loaded, palisade_policy::Invalid>, Error> {
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(Error::BadRequest(format!(
+            "the policy document is {} bytes; at most {MAX_SOURCE_LEN} are accepted",
+            source.len()
+        )));
+    }
+    let file = format!("{name}.{}", format.as_str());
+    let no_files = |list: &str| -> Result<String, String> {
+        Err(format!(
+            "list file {list:?} cannot be read on the server: put the entries in the document"
+        ))
+    };
+    Ok(palisade_policy::load(&file, source, &no_files))
+}
+
+fn finding(d: &palisade_policy::Diagnostic) -> Finding {
+    Finding {
+        file: d.file.clone(),
+        line: d.pos.line,
+        column: d.pos.col,
+        field: d.field.clone(),
+        message: d.message.clone(),
+        text: d.to_string(),
+    }
 }
 
 fn require(who: &Principal, permission: Permission) -> Result<(), Error> {

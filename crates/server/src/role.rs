@@ -31,6 +31,12 @@ pub enum Permission {
     ReadAudit,
     /// Create API tokens.
     ManageTokens,
+    /// Read connection events (lists, exports, and replaying them in a simulation).
+    ReadEvents,
+    /// List and read alerts.
+    ReadAlerts,
+    /// Acknowledge, resolve and assign alerts.
+    WorkAlerts,
 }
 
 /// Who is acting, and with which role.
@@ -40,6 +46,17 @@ pub struct Principal {
     pub actor: String,
     /// What it may do.
     pub role: Role,
+}
+
+impl Principal {
+    /// `Ok` when this principal's role may do `permission`, else the refusal to return.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::Error> {
+        if self.role.may(permission) {
+            Ok(())
+        } else {
+            Err(crate::Error::Forbidden(permission))
+        }
+    }
 }
 
 impl Role {
@@ -62,6 +79,10 @@ impl Role {
             Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
             Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
             Permission::ManageTokens => matches!(self, Role::Admin),
+            // Every reading role; the auditor reads everything, events included.
+            Permission::ReadEvents => !matches!(self, Role::Decision),
+            Permission::ReadAlerts => !matches!(self, Role::Decision),
+            Permission::WorkAlerts => matches!(self, Role::Admin | Role::Analyst),
         }
     }
 }
@@ -73,6 +94,9 @@ impl fmt::Display for Permission {
             Permission::WritePolicies => "create policy versions",
             Permission::ReadAudit => "read the audit log",
             Permission::ManageTokens => "create API tokens",
+            Permission::ReadEvents => "read connection events",
+            Permission::ReadAlerts => "read alerts",
+            Permission::WorkAlerts => "acknowledge, resolve or assign alerts",
         })
     }
 }
@@ -124,6 +148,20 @@ mod tests {
         assert_eq!(writers, [Role::Admin, Role::Editor]);
         assert!(Role::Viewer.may(Permission::ReadPolicies));
         assert!(!Role::Decision.may(Permission::ReadPolicies));
+    }
+
+    #[test]
+    fn every_reading_role_reads_events() {
+        for role in [
+            Role::Admin,
+            Role::Editor,
+            Role::Analyst,
+            Role::Viewer,
+            Role::Auditor,
+        ] {
+            assert!(role.may(Permission::ReadEvents), "{role}");
+        }
+        assert!(!Role::Decision.may(Permission::ReadEvents));
     }
 
     #[test]

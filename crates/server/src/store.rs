@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 
 use crate::audit::{self, GENESIS, chain_hash};
+use crate::metrics::IngestCounters;
 use crate::role::{Principal, Role};
 
 /// The file name of the SQLite database inside the data directory.
@@ -47,10 +48,12 @@ pub struct Store {
     pool: Pool,
     /// SQLite only: one write transaction at a time.
     sqlite_writer: tokio::sync::Mutex<()>,
+    /// What event ingestion stored, skipped and refused (shown on `/metrics`).
+    ingest_counters: IngestCounters,
 }
 
 /// A policy and its newest version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicySummary {
     /// Identifier in the API.
     pub id: i64,
@@ -63,7 +66,7 @@ pub struct PolicySummary {
 }
 
 /// One immutable version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     /// The policy's identifier.
     pub policy_id: i64,
@@ -106,18 +109,42 @@ pub struct Bootstrap<'a> {
 /// The migrations, compiled into the binary: (version, description, SQL). Kept in
 /// `migrations/sqlite` and `migrations/postgres`; a test checks that every file there is listed.
 /// (Listed by hand rather than with `sqlx::migrate!`, which needs sqlx's proc-macro feature.)
-pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)]);
+pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "events",
+        include_str!("../migrations/sqlite/0003_events.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/sqlite/0004_alerts.sql"),
+    ),
+]);
 
 /// See [`SQLITE_MIGRATIONS`].
-pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)]);
+pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        3,
+        "events",
+        include_str!("../migrations/postgres/0003_events.sql"),
+    ),
+    (
+        4,
+        "alerts",
+        include_str!("../migrations/postgres/0004_alerts.sql"),
+    ),
+]);
 
 /// Migrations compiled into the binary, for sqlx's migrator.
 #[derive(Debug, Clone, Copy)]
@@ -228,6 +255,14 @@ macro_rules! insert_token {
     };
 }
 
+pub mod alerts;
+
+mod events;
+
+pub use events::{
+    EventCondition, EventKey, EventTest, RetentionReport, StoredEvent, ip_key, verdict_keyword,
+};
+
 impl Store {
     /// Opens (creating if missing) `DIR/palisade.db` in WAL mode and migrates it.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Store, StoreError> {
@@ -263,7 +298,13 @@ impl Store {
         Store {
             pool,
             sqlite_writer: tokio::sync::Mutex::new(()),
+            ingest_counters: IngestCounters::default(),
         }
+    }
+
+    /// The event ingestion counters of this node.
+    pub fn ingest_counters(&self) -> &IngestCounters {
+        &self.ingest_counters
     }
 
     /// `sqlite` or `postgres`.

@@ -17,21 +17,35 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn server_prints_its_address_serves_health_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut child = Running(
+/// A server started as `palisade ARGS` with no `PALISADE_*` settings from the environment.
+fn spawn(args: &[&std::ffi::OsStr]) -> Running {
+    Running(
         Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["server", "--http", "127.0.0.1:0", "--data"])
-            .arg(&data)
+            .args(args)
             .env_remove("PALISADE_DATABASE_URL")
+            .env_remove("PALISADE_AMQP_URL")
             .env_remove("PALISADE_BOOTSTRAP_TOKEN")
+            .env_remove("PALISADE_HTTP")
+            .env_remove("PALISADE_GRPC")
+            .env_remove("PALISADE_DATA")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn server_prints_its_address_serves_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = spawn(&[
+        "server".as_ref(),
+        "--http".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+    ]);
     let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -82,4 +96,47 @@ fn a_database_url_that_is_not_postgres_is_bad_usage() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PALISADE_DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn up_reads_its_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "http = \"127.0.0.1:0\"\ndata = {:?}\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&["up".as_ref(), "--config".as_ref(), config.as_ref()]);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("http: http://127.0.0.1:"), "{line:?}");
+    assert!(!line.trim_end().ends_with(":0"), "{line:?}");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.ends_with("data/initial-credentials\n"), "{line:?}");
+    assert!(data.join("palisade.db").exists());
+}
+
+#[test]
+fn an_unknown_configuration_key_is_bad_usage_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(&config, "http = \"127.0.0.1:0\"\nhtpp = \"127.0.0.1:0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:1: unknown field `htpp`", config.display())),
+        "{stderr}"
+    );
 }

@@ -27,31 +27,6 @@ rules:
       dst_port: 53
 ";
 
-/// Runs each case once on SQLite and once on PostgreSQL (skipped without the variable).
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        $(
-            mod $case {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(s) = super::spawn_server(super::Backend::Sqlite).await {
-                        super::$case(&s).await;
-                        s.stop().await;
-                    }
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(s) = super::spawn_server(super::Backend::Postgres).await {
-                        super::$case(&s).await;
-                        s.stop().await;
-                    }
-                }
-            }
-        )*
-    };
-}
-
 on_both_backends!(
     health_and_readiness,
     tokens_and_roles,

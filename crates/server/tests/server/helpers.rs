@@ -75,6 +75,11 @@ pub struct Reply {
 }
 
 impl TestServer {
+    /// The server's database, for what no API does (raising alerts as a detector would).
+    pub fn store(&self) -> &palisade_server::Store {
+        &self.server.as_ref().unwrap().store
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(t) = token {
@@ -160,7 +165,7 @@ impl TestServer {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -220,4 +225,31 @@ impl Drop for PgSchema {
             eprintln!("could not drop test schema {}: {dropped:?}", self.name);
         }
     }
+}
+
+/// Runs each case (an `async fn(&TestServer)` in the invoking module, which also imports
+/// `spawn_server` and `Backend`) once on SQLite and once on PostgreSQL (skipped without the
+/// variable).
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(s) = super::spawn_server(super::Backend::Sqlite).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(s) = super::spawn_server(super::Backend::Postgres).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+            }
+        )*
+    };
 }

@@ -6,6 +6,10 @@
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.
 //! - `api`: health, readiness, metrics, authentication and roles, policies, the audit chain.
+//! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
+//!   validate, diff and simulate.
+//! - `alerts`: raising, merging and working alerts.
+//! - `openapi`: the OpenAPI document matches the routes that are served.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
 // Test code may panic: a panic is how a test fails.
@@ -16,6 +20,11 @@
     clippy::indexing_slicing
 )]
 
+#[macro_use]
+mod helpers;
+
+mod alerts;
 mod api;
 mod bus;
-mod helpers;
+mod events;
+mod openapi;

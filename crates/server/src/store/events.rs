@@ -1,0 +1,719 @@
+//! Connection events in storage: storing a batch exactly once, the filtered newest-first query
+//! with its keyset cursor, and retention. The events service (`crate::events`) validates
+//! before anything reaches this module.
+//!
+//! PostgreSQL keeps events in one partition per UTC day of the event time: a batch first makes
+//! sure its days' partitions exist (`palisade_event_partition`, outside the batch's
+//! transaction, because creating a partition locks the parent table), then copies its rows
+//! straight into the events table with `COPY`; only when some event was stored before (the
+//! unique key refuses the copy) are the rows copied into a temporary staging table and moved
+//! with `ON CONFLICT DO NOTHING`. SQLite inserts in multi-row statements. Either way the batch row,
+//! the events and nothing else commit together.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use palisade_proto::{Action, ConnectionEvent, Direction, Protocol, Traffic, Verdict};
+use sqlx::Row;
+
+use super::{Pool, Store, StoreError};
+
+/// One stored event, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    /// The agent that reported it.
+    pub agent_id: String,
+    /// The event time, RFC 3339 UTC.
+    pub time: String,
+    /// When the server received the batch, RFC 3339 UTC.
+    pub received_at: String,
+    /// The event as reported (its connection normalised): `seq`, `time_ms`, `connection`,
+    /// `pid`, `sni`, `action`, `verdict`, `rule`, `policy_version`, `traffic`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub event: ConnectionEvent,
+}
+
+/// One condition of an event query; [`EventCondition::negated`] turns it into its opposite
+/// (an event without the field then matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCondition {
+    /// Match events for which `test` does not hold.
+    pub negated: bool,
+    /// What is tested.
+    pub test: EventTest,
+}
+
+/// What one condition tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTest {
+    /// The agent's id.
+    Agent(String),
+    /// The application's path.
+    AppPath(String),
+    /// The application's name.
+    AppName(String),
+    /// The user's name.
+    User(String),
+    /// The domain, exactly.
+    Domain(String),
+    /// The domain ends with this suffix (which starts with a dot).
+    DomainSuffix(String),
+    /// The source or the destination address lies in this inclusive range of address keys
+    /// (see [`ip_key`]).
+    Ip {
+        /// Lowest key.
+        low: String,
+        /// Highest key.
+        high: String,
+    },
+    /// The destination port.
+    Port(u16),
+    /// The transport protocol.
+    Protocol(Protocol),
+    /// The action decided.
+    Action(Action),
+    /// The deciding rule's id.
+    Rule(String),
+    /// The event time is at or after this (ms since the epoch).
+    From(i64),
+    /// The event time is before this (ms since the epoch).
+    To(i64),
+}
+
+/// Where a page of events ends: the last event's time, agent and sequence number. The next page
+/// holds the events strictly after it in newest-first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    /// Event time, ms since the epoch.
+    pub time_ms: i64,
+    /// Agent id.
+    pub agent_id: String,
+    /// Event sequence number.
+    pub seq: i64,
+}
+
+/// What a retention run removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    /// Events removed.
+    pub events_removed: u64,
+    /// PostgreSQL: the day partitions dropped (empty on SQLite).
+    pub partitions_dropped: Vec<String>,
+    /// Batch records forgotten (their events are older than the retention too).
+    pub batches_forgotten: u64,
+}
+
+/// The 32 lowercase hex digits of `ip` as an IPv6 address (IPv4 as IPv4-mapped), so that an
+/// address block is a range of equally long strings.
+pub fn ip_key(ip: IpAddr) -> String {
+    let octets = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    crate::audit::hex(&octets)
+}
+
+const COLUMNS: &str = "agent_id, seq, time_ms, received_ms, app_path, app_name, app_sha256, \
+    cmdline, user_name, uid, parent_path, cgroup, unit, container_id, domain, src_ip, src_ip_key, \
+    src_port, dst_ip, dst_ip_key, dst_port, protocol, direction, pid, sni, action, verdict, rule, \
+    policy_version, bytes_out, bytes_in, packets_out, packets_in, duration_ms";
+
+/// Largest number of rows in one SQLite `INSERT` (34 parameters each, well under SQLite's limit).
+const SQLITE_ROWS_PER_INSERT: usize = 400;
+
+/// A value to bind in a dynamically built query.
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// Decodes one row of `COLUMNS` into a [`StoredEvent`]; a macro because the row type differs
+/// per back end while the code is the same.
+macro_rules! decode_row {
+    ($row:expr) => {{
+        let row = $row;
+        let text = |i: usize| -> Result<Option<String>, sqlx::Error> { row.try_get(i) };
+        let int = |i: usize| -> Result<Option<i64>, sqlx::Error> { row.try_get(i) };
+        let agent_id: String = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
+        let time_ms: i64 = row.try_get(2)?;
+        let received_ms: i64 = row.try_get(3)?;
+        let connection = palisade_proto::Connection {
+            app_path: text(4)?,
+            app_name: text(5)?,
+            app_sha256: text(6)?,
+            cmdline: text(7)?,
+            user: text(8)?,
+            uid: int(9)?.map(u32_of).transpose()?,
+            parent_path: text(10)?,
+            cgroup: text(11)?,
+            unit: text(12)?,
+            container_id: text(13)?,
+            domain: text(14)?,
+            src_ip: text(15)?.map(|s| ip_of(&s)).transpose()?,
+            src_port: int(17)?.map(u16_of).transpose()?,
+            dst_ip: text(18)?.map(|s| ip_of(&s)).transpose()?,
+            dst_port: int(20)?.map(u16_of).transpose()?,
+            protocol: text(21)?.map(|s| protocol_of(&s)).transpose()?,
+            direction: direction_of(&row.try_get::<String, _>(22)?)?,
+        };
+        let traffic = Traffic {
+            bytes_out: u64_of(row.try_get(29)?)?,
+            bytes_in: u64_of(row.try_get(30)?)?,
+            packets_out: u64_of(row.try_get(31)?)?,
+            packets_in: u64_of(row.try_get(32)?)?,
+            duration_ms: u64_of(row.try_get(33)?)?,
+        };
+        StoredEvent {
+            agent_id,
+            time: rfc3339(time_ms),
+            received_at: rfc3339(received_ms),
+            event: ConnectionEvent {
+                seq: u64_of(seq)?,
+                time_ms,
+                connection,
+                pid: int(23)?.map(u32_of).transpose()?,
+                sni: text(24)?,
+                action: action_of(&row.try_get::<String, _>(25)?)?,
+                verdict: verdict_of(&row.try_get::<String, _>(26)?)?,
+                rule: text(27)?,
+                policy_version: int(28)?,
+                traffic,
+            },
+        }
+    }};
+}
+
+impl Store {
+    /// Stores the batch `batch_seq` of `agent_id` with its events, all or nothing. `None` when
+    /// this batch was stored before (nothing is written then); otherwise how many events were
+    /// new (an event already stored, same agent, sequence number and time, is skipped).
+    ///
+    /// Every number must already fit an `i64` and every text be free of NUL bytes (the service
+    /// validates).
+    pub async fn store_event_batch(
+        &self,
+        agent_id: &str,
+        batch_seq: i64,
+        received_ms: i64,
+        events: &[ConnectionEvent],
+    ) -> Result<Option<u64>, StoreError> {
+        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        const BATCH_SQL: &str = "INSERT INTO event_batches (agent_id, batch_seq, received_ms, events) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, batch_seq) DO NOTHING";
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let _one_writer = self.sqlite_writer.lock().await;
+                let mut tx = pool.begin().await?;
+                let fresh = sqlx::query(BATCH_SQL)
+                    .bind(agent_id)
+                    .bind(batch_seq)
+                    .bind(received_ms)
+                    .bind(count)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if fresh == 0 {
+                    return Ok(None);
+                }
+                let mut stored = 0;
+                for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                        "INSERT INTO connection_events ({COLUMNS}) "
+                    ));
+                    insert.push_values(chunk, |mut row, event| {
+                        let c = &event.connection;
+                        let int = |n: Option<u32>| n.map(i64::from);
+                        row.push_bind(agent_id.to_owned())
+                            .push_bind(to_i64(event.seq))
+                            .push_bind(event.time_ms)
+                            .push_bind(received_ms)
+                            .push_bind(c.app_path.clone())
+                            .push_bind(c.app_name.clone())
+                            .push_bind(c.app_sha256.clone())
+                            .push_bind(c.cmdline.clone())
+                            .push_bind(c.user.clone())
+                            .push_bind(int(c.uid))
+                            .push_bind(c.parent_path.clone())
+                            .push_bind(c.cgroup.clone())
+                            .push_bind(c.unit.clone())
+                            .push_bind(c.container_id.clone())
+                            .push_bind(c.domain.clone())
+                            .push_bind(c.src_ip.map(|ip| ip.to_string()))
+                            .push_bind(c.src_ip.map(ip_key))
+                            .push_bind(c.src_port.map(i64::from))
+                            .push_bind(c.dst_ip.map(|ip| ip.to_string()))
+                            .push_bind(c.dst_ip.map(ip_key))
+                            .push_bind(c.dst_port.map(i64::from))
+                            .push_bind(c.protocol.map(Protocol::as_str))
+                            .push_bind(c.direction.as_str())
+                            .push_bind(int(event.pid))
+                            .push_bind(event.sni.clone())
+                            .push_bind(event.action.as_str())
+                            .push_bind(verdict_keyword(event.verdict))
+                            .push_bind(event.rule.clone())
+                            .push_bind(event.policy_version)
+                            .push_bind(to_i64(event.traffic.bytes_out))
+                            .push_bind(to_i64(event.traffic.bytes_in))
+                            .push_bind(to_i64(event.traffic.packets_out))
+                            .push_bind(to_i64(event.traffic.packets_in))
+                            .push_bind(to_i64(event.traffic.duration_ms));
+                    });
+                    insert.push(" ON CONFLICT (agent_id, seq, time_ms) DO NOTHING");
+                    stored += insert.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(Some(stored))
+            }
+            Pool::Postgres(pool) => {
+                let mut days: Vec<i64> = events
+                    .iter()
+                    .map(|e| e.time_ms.div_euclid(DAY_MS))
+                    .collect();
+                days.sort_unstable();
+                days.dedup();
+                sqlx::query("SELECT palisade_event_partition(d) FROM unnest($1::BIGINT[]) AS d")
+                    .bind(&days)
+                    .execute(pool)
+                    .await?;
+                let mut tx = pool.begin().await?;
+                let fresh = sqlx::query(BATCH_SQL)
+                    .bind(agent_id)
+                    .bind(batch_seq)
+                    .bind(received_ms)
+                    .bind(count)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if fresh == 0 {
+                    return Ok(None);
+                }
+                let mut data = Vec::with_capacity(events.len() * 256);
+                for event in events {
+                    copy_line(&mut data, agent_id, received_ms, event);
+                }
+                // Usually no event of a new batch was stored before: copy straight into the
+                // events table, inside a savepoint. When one was (the unique key refuses the
+                // copy), go the slower way round a staging table that skips what exists.
+                sqlx::query("SAVEPOINT direct_copy")
+                    .execute(&mut *tx)
+                    .await?;
+                let copied = copy_rows(&mut tx, "connection_events", &data).await;
+                let stored = match copied {
+                    Ok(n) => {
+                        sqlx::query("RELEASE SAVEPOINT direct_copy")
+                            .execute(&mut *tx)
+                            .await?;
+                        n
+                    }
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT direct_copy")
+                            .execute(&mut *tx)
+                            .await?;
+                        copy_skipping_stored(&mut tx, &data).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                tx.commit().await?;
+                Ok(Some(stored))
+            }
+        }
+    }
+
+    /// Up to `limit` events that meet every condition, newest first (by time, then agent id,
+    /// then sequence number, descending), starting after `after`.
+    pub async fn query_events(
+        &self,
+        conditions: &[EventCondition],
+        after: Option<&EventKey>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM connection_events WHERE TRUE");
+        let mut binds: Vec<Bind> = Vec::new();
+        for condition in conditions {
+            let test = test_sql(&condition.test, &mut binds);
+            if condition.negated {
+                sql.push_str(&format!(" AND NOT COALESCE(({test}), FALSE)"));
+            } else {
+                sql.push_str(&format!(" AND ({test})"));
+            }
+        }
+        if let Some(key) = after {
+            let t = param(&mut binds, Bind::Int(key.time_ms));
+            let a = param(&mut binds, Bind::Text(key.agent_id.clone()));
+            let s = param(&mut binds, Bind::Int(key.seq));
+            sql.push_str(&format!(" AND (time_ms, agent_id, seq) < ({t}, {a}, {s})"));
+        }
+        let l = param(&mut binds, Bind::Int(limit));
+        sql.push_str(&format!(
+            " ORDER BY time_ms DESC, agent_id DESC, seq DESC LIMIT {l}"
+        ));
+        let events = with_pool!(self, pool => {
+            let mut query = sqlx::query(&sql);
+            for bind in binds {
+                query = match bind {
+                    Bind::Int(n) => query.bind(n),
+                    Bind::Text(s) => query.bind(s),
+                };
+            }
+            let rows = query.fetch_all(pool).await?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                events.push(decode_row!(row));
+            }
+            events
+        });
+        Ok(events)
+    }
+
+    /// Removes the events older than `cutoff_ms`: on PostgreSQL the day partitions that end at
+    /// or before it (a partition that straddles the cutoff stays whole until its day is past),
+    /// on SQLite every such event. Batch records received before the cutoff are forgotten too.
+    pub async fn remove_events_before(
+        &self,
+        cutoff_ms: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let _one_writer = self.sqlite_writer.lock().await;
+                let mut tx = pool.begin().await?;
+                report.events_removed =
+                    sqlx::query("DELETE FROM connection_events WHERE time_ms < $1")
+                        .bind(cutoff_ms)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                report.batches_forgotten = sqlx::query(FORGET_BATCHES)
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+            }
+            Pool::Postgres(pool) => {
+                let partitions: Vec<(String,)> = sqlx::query_as(
+                    "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                     WHERE i.inhparent = 'connection_events'::regclass ORDER BY c.relname",
+                )
+                .fetch_all(pool)
+                .await?;
+                for (name,) in partitions {
+                    let Some(end_ms) = partition_end_ms(&name) else {
+                        tracing::warn!(partition = %name, "not a day partition; left alone");
+                        continue;
+                    };
+                    if end_ms > cutoff_ms {
+                        continue;
+                    }
+                    let mut tx = pool.begin().await?;
+                    // `name` matched connection_events_pYYYYMMDD, so it needs no quoting
+                    // beyond this.
+                    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM \"{name}\""))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(&format!("DROP TABLE \"{name}\""))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    report.events_removed += u64::try_from(n).unwrap_or(0);
+                    report.partitions_dropped.push(name);
+                }
+                let mut tx = pool.begin().await?;
+                report.batches_forgotten = sqlx::query(FORGET_BATCHES)
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// PostgreSQL: the names of the event partitions, oldest first (empty on SQLite).
+    pub async fn event_partitions(&self) -> Result<Vec<String>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(Vec::new()),
+            Pool::Postgres(pool) => {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                     WHERE i.inhparent = 'connection_events'::regclass ORDER BY c.relname",
+                )
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.into_iter().map(|(n,)| n).collect())
+            }
+        }
+    }
+}
+
+/// Forgets the batch records received before `$1`.
+const FORGET_BATCHES: &str = "DELETE FROM event_batches WHERE received_ms < $1";
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// RFC 3339 of a millisecond time (the epoch itself for a time jiff cannot represent).
+pub fn rfc3339(ms: i64) -> String {
+    Timestamp::from_millisecond(ms)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
+fn corrupt(what: &str, value: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("event {what} {value}"))
+}
+
+fn u64_of(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt("counter", &n))
+}
+
+fn u32_of(n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| corrupt("number", &n))
+}
+
+fn u16_of(n: i64) -> Result<u16, StoreError> {
+    u16::try_from(n).map_err(|_| corrupt("port", &n))
+}
+
+fn ip_of(s: &str) -> Result<IpAddr, StoreError> {
+    s.parse().map_err(|_| corrupt("address", &s))
+}
+
+fn protocol_of(s: &str) -> Result<Protocol, StoreError> {
+    Protocol::ALL
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| corrupt("protocol", &s))
+}
+
+fn direction_of(s: &str) -> Result<Direction, StoreError> {
+    Direction::ALL
+        .into_iter()
+        .find(|d| d.as_str() == s)
+        .ok_or_else(|| corrupt("direction", &s))
+}
+
+fn action_of(s: &str) -> Result<Action, StoreError> {
+    Action::from_keyword(s).ok_or_else(|| corrupt("action", &s))
+}
+
+fn verdict_of(s: &str) -> Result<Verdict, StoreError> {
+    match s {
+        "allow" => Ok(Verdict::Allow),
+        "block" => Ok(Verdict::Block),
+        other => Err(corrupt("verdict", &other)),
+    }
+}
+
+/// The keyword of a verdict, as stored.
+pub fn verdict_keyword(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allow",
+        Verdict::Block => "block",
+    }
+}
+
+/// Saturating: the service refuses numbers above `i64::MAX` before they get here.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Copies `COPY` text rows into `table`; how many rows went in.
+async fn copy_rows(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    data: &[u8],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} ({COLUMNS}) FROM STDIN"))
+        .await?;
+    copy.send(data).await?;
+    copy.finish().await
+}
+
+/// Copies rows into a temporary staging table and moves those not stored yet into the events
+/// table; how many were new. The staging table lives as long as the connection; its rows only
+/// until the transaction ends.
+async fn copy_skipping_stored(
+    tx: &mut sqlx::PgConnection,
+    data: &[u8],
+) -> Result<u64, sqlx::Error> {
+    // Checked first: `CREATE ... IF NOT EXISTS` would log a notice every time.
+    let (staged,): (bool,) =
+        sqlx::query_as("SELECT to_regclass('pg_temp.event_staging') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !staged {
+        sqlx::query(
+            "CREATE TEMPORARY TABLE event_staging (LIKE connection_events) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    copy_rows(tx, "event_staging", data).await?;
+    Ok(sqlx::query(&format!(
+        "INSERT INTO connection_events ({COLUMNS}) SELECT {COLUMNS} FROM event_staging \
+         ON CONFLICT (agent_id, seq, time_ms) DO NOTHING"
+    ))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Appends one event as a line of PostgreSQL's `COPY` text format: tab-separated, `\N` for
+/// null, and backslash, tab, newline and carriage return escaped so that hostile text cannot
+/// end a field or a row early.
+fn copy_line(out: &mut Vec<u8>, agent_id: &str, received_ms: i64, event: &ConnectionEvent) {
+    let c = &event.connection;
+    let ints = |v: Option<i64>| v.map(|n| n.to_string());
+    let fields: [Option<String>; 34] = [
+        Some(agent_id.to_owned()),
+        Some(to_i64(event.seq).to_string()),
+        Some(event.time_ms.to_string()),
+        Some(received_ms.to_string()),
+        c.app_path.clone(),
+        c.app_name.clone(),
+        c.app_sha256.clone(),
+        c.cmdline.clone(),
+        c.user.clone(),
+        ints(c.uid.map(i64::from)),
+        c.parent_path.clone(),
+        c.cgroup.clone(),
+        c.unit.clone(),
+        c.container_id.clone(),
+        c.domain.clone(),
+        c.src_ip.map(|ip| ip.to_string()),
+        c.src_ip.map(ip_key),
+        ints(c.src_port.map(i64::from)),
+        c.dst_ip.map(|ip| ip.to_string()),
+        c.dst_ip.map(ip_key),
+        ints(c.dst_port.map(i64::from)),
+        c.protocol.map(|p| p.as_str().to_owned()),
+        Some(c.direction.as_str().to_owned()),
+        ints(event.pid.map(i64::from)),
+        event.sni.clone(),
+        Some(event.action.as_str().to_owned()),
+        Some(verdict_keyword(event.verdict).to_owned()),
+        event.rule.clone(),
+        ints(event.policy_version),
+        Some(to_i64(event.traffic.bytes_out).to_string()),
+        Some(to_i64(event.traffic.bytes_in).to_string()),
+        Some(to_i64(event.traffic.packets_out).to_string()),
+        Some(to_i64(event.traffic.packets_in).to_string()),
+        Some(to_i64(event.traffic.duration_ms).to_string()),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match field {
+            None => out.extend_from_slice(b"\\N"),
+            Some(text) => copy_escape(out, text),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Escapes `text` for a field of the `COPY` text format.
+pub(crate) fn copy_escape(out: &mut Vec<u8>, text: &str) {
+    for &b in text.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+fn param(binds: &mut Vec<Bind>, bind: Bind) -> String {
+    binds.push(bind);
+    format!("${}", binds.len())
+}
+
+fn test_sql(test: &EventTest, binds: &mut Vec<Bind>) -> String {
+    let mut eq = |column: &str, value: Bind| format!("{column} = {}", param(binds, value));
+    match test {
+        EventTest::Agent(v) => eq("agent_id", Bind::Text(v.clone())),
+        EventTest::AppPath(v) => eq("app_path", Bind::Text(v.clone())),
+        EventTest::AppName(v) => eq("app_name", Bind::Text(v.clone())),
+        EventTest::User(v) => eq("user_name", Bind::Text(v.clone())),
+        EventTest::Domain(v) => eq("domain", Bind::Text(v.clone())),
+        EventTest::Rule(v) => eq("rule", Bind::Text(v.clone())),
+        EventTest::Port(p) => eq("dst_port", Bind::Int(i64::from(*p))),
+        EventTest::Protocol(p) => eq("protocol", Bind::Text(p.as_str().to_owned())),
+        EventTest::Action(a) => eq("action", Bind::Text(a.as_str().to_owned())),
+        EventTest::DomainSuffix(suffix) => {
+            let mut pattern = String::from("%");
+            for ch in suffix.chars() {
+                if matches!(ch, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(ch);
+            }
+            format!(
+                "domain LIKE {} ESCAPE '\\'",
+                param(binds, Bind::Text(pattern))
+            )
+        }
+        EventTest::Ip { low, high } => {
+            let a = param(binds, Bind::Text(low.clone()));
+            let b = param(binds, Bind::Text(high.clone()));
+            let c = param(binds, Bind::Text(low.clone()));
+            let d = param(binds, Bind::Text(high.clone()));
+            format!(
+                "(dst_ip_key >= {a} AND dst_ip_key <= {b}) OR (src_ip_key >= {c} AND src_ip_key <= {d})"
+            )
+        }
+        EventTest::From(ms) => format!("time_ms >= {}", param(binds, Bind::Int(*ms))),
+        EventTest::To(ms) => format!("time_ms < {}", param(binds, Bind::Int(*ms))),
+    }
+}
+
+/// The end (exclusive, ms) of the day partition `connection_events_pYYYYMMDD`.
+fn partition_end_ms(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix("connection_events_p")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i16 = digits.get(0..4)?.parse().ok()?;
+    let month: i8 = digits.get(4..6)?.parse().ok()?;
+    let day: i8 = digits.get(6..8)?.parse().ok()?;
+    let date = jiff::civil::Date::new(year, month, day).ok()?;
+    let start = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    Some(start.as_millisecond() + DAY_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_cannot_break_out_of_a_field() {
+        let mut out = Vec::new();
+        copy_escape(&mut out, "a\tb\nc\\N\rd");
+        assert_eq!(out, b"a\\tb\\nc\\\\N\\rd");
+    }
+
+    #[test]
+    fn address_keys_order_blocks() {
+        let v4 = ip_key("10.0.0.1".parse().unwrap());
+        assert_eq!(v4, "00000000000000000000ffff0a000001");
+        assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), v4);
+        assert_eq!(ip_key("2001:db8::1".parse().unwrap()).len(), 32);
+    }
+
+    #[test]
+    fn partition_names_give_their_day() {
+        assert_eq!(
+            partition_end_ms("connection_events_p19700101"),
+            Some(DAY_MS)
+        );
+        assert_eq!(partition_end_ms("connection_events_p1970010"), None);
+        assert_eq!(partition_end_ms("connection_events_p19701301"), None);
+    }
+}

@@ -21,6 +21,7 @@
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
+//! - [`bus`]: the message bus between parts and nodes: in-process, or RabbitMQ for several nodes.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
@@ -32,6 +33,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod bus;
 pub mod ca;
 pub mod credentials;
 pub mod distribution;

@@ -12,6 +12,7 @@
 //!   validate, diff and simulate.
 //! - `alerts`: raising, merging and working alerts.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
+//! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
 // Test code may panic: a panic is how a test fails.
 #![allow(
@@ -26,6 +27,7 @@ mod helpers;
 
 mod alerts;
 mod api;
+mod bus;
 mod events;
 mod gateway;
 mod openapi;

@@ -8,11 +8,13 @@
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
 //!   naming its client device.
 //! - [`server`]: `palisade server` and `palisade up`, one central node.
+//! - [`simulate`]: `palisade simulate`, simulated endpoints against a server.
 
 mod analyze;
 mod policy;
 mod sensor;
 mod server;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -38,8 +40,11 @@ enum Command {
     Sensor(sensor::SensorArgs),
     /// Run one central server node: storage, policies, REST API.
     Server(server::ServerArgs),
-    /// Run everything on this machine with embedded defaults (SQLite, in-process bus).
-    Up(server::ServerArgs),
+    /// Run everything on this machine with embedded defaults (SQLite, in-process bus) and a
+    /// simulated fleet.
+    Up(server::UpArgs),
+    /// Run simulated endpoints (realistic traffic, labelled attacks) against a server.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +53,9 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Analyze(args) => analyze::run(args),
         Command::Sensor(args) => sensor::run(args),
-        Command::Server(args) | Command::Up(args) => server::run(args),
+        Command::Server(args) => server::run(args),
+        Command::Up(args) => server::up(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match outcome {
         Ok(code) => code,

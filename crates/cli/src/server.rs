@@ -14,8 +14,11 @@ use anyhow::Context;
 use clap::Args;
 use jiff::Timestamp;
 use palisade_server::credentials::Secret;
+use palisade_server::enrollment;
+use palisade_server::role::{Principal, Role};
 use palisade_server::settings::Settings;
 use palisade_server::{Config, Database};
+use palisade_sim::live::Server;
 
 /// Arguments of `palisade server` (and of `palisade up`).
 #[derive(Debug, Args)]
@@ -35,8 +38,28 @@ pub struct ServerArgs {
     grpc: Option<SocketAddr>,
 }
 
+/// Arguments of `palisade up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    node: ServerArgs,
+    /// How many simulated endpoints join the server (0 for none), so the console and the API
+    /// show live agents and events at once.
+    #[arg(long, default_value_t = 30)]
+    simulate: u32,
+}
+
+/// Runs everything on this machine until Ctrl-C or SIGTERM: the node and a simulated fleet.
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    run_node(args.node, args.simulate)
+}
+
 /// Runs the node until Ctrl-C or SIGTERM.
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    run_node(args, 0)
+}
+
+fn run_node(args: ServerArgs, simulate: u32) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .try_init()
@@ -48,6 +71,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = palisade_server::start(config, Arc::new(now))
@@ -59,10 +83,49 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         println!("grpc: https://{}", server.grpc);
         println!("ca: {}", server.ca_cert.display());
+        if simulate > 0 {
+            start_fleet(&server, simulate, &data_dir).await?;
+            println!("simulated endpoints: {simulate}");
+        }
         shutdown_signal().await?;
         server.stop().await.context("stopping the server")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Starts `count` simulated endpoints against `server`, enrolled with a token made for them; they
+/// keep their identities in `DIR/simulated-fleet` so that a restart brings back the same agents.
+async fn start_fleet(
+    server: &palisade_server::RunningServer,
+    count: u32,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let system = Principal {
+        actor: "system".to_owned(),
+        role: Role::Admin,
+    };
+    let token = enrollment::create_token(
+        &server.store,
+        &system,
+        &enrollment::NewToken {
+            group: "default".to_owned(),
+            max_uses: i64::from(count),
+            lifetime: jiff::SignedDuration::from_hours(24),
+        },
+        now(),
+    )
+    .await
+    .context("creating the simulated fleet's enrollment token")?;
+    let ca_pem = std::fs::read_to_string(&server.ca_cert)
+        .with_context(|| format!("reading {}", server.ca_cert.display()))?;
+    let gateway = Server {
+        url: format!("https://{}", server.grpc),
+        ca_pem,
+        token: token.secret.expose().to_owned(),
+        state: Some(data_dir.join("simulated-fleet")),
+    };
+    crate::simulate::start(gateway, count, 1, Arc::new(now));
+    Ok(())
 }
 
 /// The node's configuration from the settings' four layers; an error is the operator's to fix.
@@ -98,7 +161,7 @@ fn config(args: ServerArgs) -> Result<Config, String> {
     })
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     tokio::select! {
@@ -107,8 +170,8 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
-/// The one place `palisade server` reads the clock.
+/// The one place the binary reads the clock.
 #[allow(clippy::disallowed_methods)]
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp::now()
 }

@@ -43,7 +43,7 @@ impl Default for Liveness {
 }
 
 /// Whether an agent is heard from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// A heartbeat arrived within the allowed interval.
@@ -55,7 +55,7 @@ pub enum Status {
 }
 
 /// An agent as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Agent {
     /// The agent id.
     pub id: String,

@@ -14,10 +14,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -92,6 +91,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(acknowledge_alert))
         .routes(routes!(resolve_alert))
         .routes(routes!(assign_alert))
+        .routes(routes!(list_groups, create_group))
+        .routes(routes!(assign_policy))
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(revoke_agent))
+        .routes(routes!(move_agent))
+        .routes(routes!(list_enrollment_tokens, create_enrollment_token))
+        .routes(routes!(revoke_enrollment_token))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     Router::new()
@@ -103,20 +110,6 @@ pub fn router(state: AppState) -> Router {
             get(move || std::future::ready(Json(openapi.clone()))),
         )
         .merge(api)
-        .route("/api/v1/groups", get(list_groups).post(create_group))
-        .route("/api/v1/groups/{name}/policy", put(assign_policy))
-        .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/agents/{id}", get(get_agent))
-        .route("/api/v1/agents/{id}/revoke", post(revoke_agent))
-        .route("/api/v1/agents/{id}/group", post(move_agent))
-        .route(
-            "/api/v1/enrollment-tokens",
-            get(list_enrollment_tokens).post(create_enrollment_token),
-        )
-        .route(
-            "/api/v1/enrollment-tokens/{id}/revoke",
-            post(revoke_enrollment_token),
-        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -264,8 +257,59 @@ pub struct NewToken {
     pub role: String,
 }
 
+/// A group's assignment after `PUT /api/v1/groups/{name}/policy`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct GroupPolicy {
+    /// The group.
+    pub group: String,
+    /// The policy its agents now enforce.
+    pub policy_id: i64,
+}
+
+/// An agent's group after `POST /api/v1/agents/{id}/group`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct AgentMoved {
+    /// The agent.
+    pub id: String,
+    /// Its group now.
+    pub group: String,
+}
+
+/// The answer to revoking an agent.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct AgentRevoked {
+    /// The agent.
+    pub id: String,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// The answer to revoking an enrollment token.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct TokenRevoked {
+    /// The token.
+    pub id: i64,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// An enrollment token just created: the only time its secret is shown.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CreatedEnrollmentToken {
+    /// Identifier in the API.
+    pub id: i64,
+    /// The secret an agent presents to enroll.
+    pub token: String,
+    /// The group enrolled agents join.
+    pub group: String,
+    /// How many agents it may enroll.
+    pub max_uses: i64,
+    /// When it stops working, RFC 3339 UTC.
+    pub expires_at: String,
+}
+
 /// The body of `POST /api/v1/groups`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// The group's name.
@@ -273,7 +317,7 @@ pub struct NewGroup {
 }
 
 /// The body of `PUT /api/v1/groups/{name}/policy`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyAssignment {
     /// The policy whose newest version the group's agents enforce.
@@ -281,7 +325,7 @@ pub struct PolicyAssignment {
 }
 
 /// The body of `POST /api/v1/agents/{id}/group`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentGroup {
     /// The group to move the agent to.
@@ -289,7 +333,7 @@ pub struct AgentGroup {
 }
 
 /// The body of `POST /api/v1/enrollment-tokens`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrollmentToken {
     /// The group enrolled agents join (`default` when absent).
@@ -633,6 +677,8 @@ async fn change_alert(
     ))
 }
 
+/// Every group with its assigned policy.
+#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", responses((status = 200, body = Vec<Group>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_groups(
     State(state): State<AppState>,
     who: Principal,
@@ -640,22 +686,29 @@ async fn list_groups(
     Ok(Json(agents::list_groups(&state.store, &who).await?))
 }
 
+/// Create a group.
+#[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = NewGroup,
+    responses((status = 201, body = NewGroup), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "the group exists", body = ErrorBody)))]
 async fn create_group(
     State(state): State<AppState>,
     who: Principal,
     body: Result<Json<NewGroup>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewGroup>), ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     agents::create_group(&state.store, &who, &body.name, (state.clock)()).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": body.name }))))
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Assign a policy to a group; its agents receive the policy's newest version at once.
+#[utoipa::path(put, path = "/api/v1/groups/{name}/policy", tag = "groups", request_body = PolicyAssignment,
+    params(("name" = String, Path, description = "the group")),
+    responses((status = 200, body = GroupPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn assign_policy(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
     body: Result<Json<PolicyAssignment>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GroupPolicy>, ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     agents::assign_policy(
         &state.store,
@@ -666,9 +719,14 @@ async fn assign_policy(
         (state.clock)(),
     )
     .await?;
-    Ok(Json(json!({ "group": name, "policy_id": body.policy_id })))
+    Ok(Json(GroupPolicy {
+        group: name,
+        policy_id: body.policy_id,
+    }))
 }
 
+/// Every agent with its status (online, offline, revoked) at the time of the request.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = Vec<Agent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_agents(
     State(state): State<AppState>,
     who: Principal,
@@ -678,6 +736,9 @@ async fn list_agents(
     ))
 }
 
+/// One agent.
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "the agent id")),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_agent(
     State(state): State<AppState>,
     who: Principal,
@@ -688,21 +749,28 @@ async fn get_agent(
     ))
 }
 
+/// Revoke an agent: its certificate is refused from now on and its open streams end.
+#[utoipa::path(post, path = "/api/v1/agents/{id}/revoke", tag = "agents", params(("id" = String, Path, description = "the agent id")),
+    responses((status = 200, body = AgentRevoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_agent(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AgentRevoked>, ApiError> {
     agents::revoke(&state.store, &state.hub, &who, &id, (state.clock)()).await?;
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(AgentRevoked { id, revoked: true }))
 }
 
+/// Move an agent to another group; it receives that group's policy at once.
+#[utoipa::path(post, path = "/api/v1/agents/{id}/group", tag = "agents", request_body = AgentGroup,
+    params(("id" = String, Path, description = "the agent id")),
+    responses((status = 200, body = AgentMoved), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn move_agent(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
     body: Result<Json<AgentGroup>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AgentMoved>, ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     agents::move_to_group(
         &state.store,
@@ -713,9 +781,14 @@ async fn move_agent(
         (state.clock)(),
     )
     .await?;
-    Ok(Json(json!({ "id": id, "group": body.group })))
+    Ok(Json(AgentMoved {
+        id,
+        group: body.group,
+    }))
 }
 
+/// Every enrollment token (never their secrets).
+#[utoipa::path(get, path = "/api/v1/enrollment-tokens", tag = "enrollment", responses((status = 200, body = Vec<EnrollmentToken>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_enrollment_tokens(
     State(state): State<AppState>,
     who: Principal,
@@ -723,11 +796,14 @@ async fn list_enrollment_tokens(
     Ok(Json(enrollment::list_tokens(&state.store, &who).await?))
 }
 
+/// Create an enrollment token; its secret is in this reply only.
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "enrollment", request_body = NewEnrollmentToken,
+    responses((status = 201, body = CreatedEnrollmentToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn create_enrollment_token(
     State(state): State<AppState>,
     who: Principal,
     body: Result<Json<NewEnrollmentToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
     let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let created = enrollment::create_token(
         &state.store,
@@ -743,26 +819,29 @@ async fn create_enrollment_token(
     let t = created.token;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": t.id,
-            "token": created.secret.expose(),
-            "group": t.group,
-            "max_uses": t.max_uses,
-            "expires_at": t.expires_at,
-        })),
+        Json(CreatedEnrollmentToken {
+            id: t.id,
+            token: created.secret.expose().to_owned(),
+            group: t.group,
+            max_uses: t.max_uses,
+            expires_at: t.expires_at,
+        }),
     ))
 }
 
+/// Revoke an enrollment token: no agent enrolls with it any more.
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens/{id}/revoke", tag = "enrollment", params(("id" = i64, Path, description = "the token's identifier")),
+    responses((status = 200, body = TokenRevoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_enrollment_token(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     let id = id
         .parse::<i64>()
         .map_err(|_| Error::NotFound(format!("enrollment token {id:?}")))?;
     enrollment::revoke_token(&state.store, &who, id, (state.clock)()).await?;
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(TokenRevoked { id, revoked: true }))
 }
 
 fn alert_id(id: &str) -> Result<i64, Error> {

@@ -12,11 +12,13 @@
 //! - [`attack`]: the attack families, their connections and their labels.
 //! - [`endpoint`]: one endpoint and the connections it makes in a stretch of time.
 //! - [`fleet`]: many endpoints, some attacked.
+//! - [`live`]: the fleet against a real server, each endpoint running the agent's uplink.
 
 pub mod attack;
 pub mod catalog;
 pub mod endpoint;
 pub mod fleet;
+pub mod live;
 
 pub use attack::{Family, Label};
 pub use endpoint::{Endpoint, Observed};

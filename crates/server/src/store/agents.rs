@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use super::{GENESIS, PolicyVersion, Pool, Store, StoreError, WRITE_LOCK, chain_hash};
 
 /// A group of agents and the policy assigned to it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// Unique name.
     pub name: String,
@@ -22,7 +22,7 @@ pub struct Group {
 }
 
 /// An enrollment token as listed (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EnrollmentToken {
     /// Identifier in the API.
     pub id: i64,

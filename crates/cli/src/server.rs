@@ -158,6 +158,8 @@ fn config(args: ServerArgs) -> Result<Config, String> {
             .ok()
             .filter(|t| !t.is_empty())
             .map(Secret::new),
+        amqp_url: settings.amqp_url,
+        amqp_prefix: settings.amqp_prefix,
     })
 }
 

@@ -237,49 +237,49 @@ async fn feed(
                 return;
             }
         };
-        let next = match update {
-            Ok(update) => match &*update {
-                Update::GroupPolicy { group: g, policy } if *g == group => Some(policy.clone()),
-                Update::AgentMoved { agent_id, group: g } if *agent_id == agent.id => {
-                    group.clone_from(g);
-                    match store.group_policy(&group).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = out.send(Err(status(Error::Store(e)))).await;
-                            return;
-                        }
-                    }
-                }
-                Update::AgentRevoked { agent_id } if *agent_id == agent.id => {
-                    let _ = out
-                        .send(Err(Status::permission_denied(format!(
-                            "agent {agent_id} is revoked"
-                        ))))
-                        .await;
-                    return;
-                }
-                _ => continue,
-            },
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Missed updates: re-read where this agent stands.
-                match resync(&store, &agent.id).await {
-                    Ok(Some((g, p))) => {
-                        group = g;
-                        p
-                    }
-                    Ok(None) => {
-                        let _ = out
-                            .send(Err(Status::permission_denied("the agent is revoked")))
-                            .await;
-                        return;
-                    }
+        let update = match update {
+            Ok(update) => update,
+            // Missed updates: re-read where this agent stands.
+            Err(broadcast::error::RecvError::Lagged(_)) => Arc::new(Update::Resync),
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let next = match &*update {
+            Update::GroupPolicy { group: g, policy } if *g == group => Some(policy.clone()),
+            Update::AgentMoved { agent_id, group: g } if *agent_id == agent.id => {
+                group.clone_from(g);
+                match store.group_policy(&group).await {
+                    Ok(p) => p,
                     Err(e) => {
-                        let _ = out.send(Err(status(e))).await;
+                        let _ = out.send(Err(status(Error::Store(e)))).await;
                         return;
                     }
                 }
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Update::AgentRevoked { agent_id } if *agent_id == agent.id => {
+                let _ = out
+                    .send(Err(Status::permission_denied(format!(
+                        "agent {agent_id} is revoked"
+                    ))))
+                    .await;
+                return;
+            }
+            Update::Resync => match resync(&store, &agent.id).await {
+                Ok(Some((g, p))) => {
+                    group = g;
+                    p
+                }
+                Ok(None) => {
+                    let _ = out
+                        .send(Err(Status::permission_denied("the agent is revoked")))
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = out.send(Err(status(e))).await;
+                    return;
+                }
+            },
+            _ => continue,
         };
         if !send(&out, &mut sent, next).await {
             return;
@@ -310,7 +310,12 @@ async fn send(
 ) -> bool {
     let Some(p) = policy else { return true };
     let key = (p.policy_id, p.version);
-    if *sent == Some(key) {
+    // Never the same version twice, nor an older version of the policy just sent (an update
+    // from another node can arrive after a re-read of the store that already had a newer one).
+    if let Some((policy_id, version)) = *sent
+        && policy_id == p.policy_id
+        && p.version <= version
+    {
         return true;
     }
     *sent = Some(key);

@@ -1,17 +1,29 @@
-//! Request counters, event ingestion counters, and the Prometheus text exposition.
+//! Request counters, event ingestion counters, the bus's counters, and the Prometheus text
+//! exposition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::bus::Bus;
+
 /// Counters of one server node.
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    bus: Option<Bus>,
 }
 
 impl Metrics {
+    /// Counters that also report `bus`'s reconnects and publish failures.
+    pub fn with_bus(bus: Bus) -> Metrics {
+        Metrics {
+            requests: Mutex::default(),
+            bus: Some(bus),
+        }
+    }
+
     /// Counts one answered request on `route` (the route pattern, not the path) with `status`.
     pub fn count_request(&self, route: &str, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
@@ -40,6 +52,17 @@ impl Metrics {
             "# HELP palisade_policy_versions_total Policy versions stored (versions are never removed).\n\
              # TYPE palisade_policy_versions_total counter\n\
              palisade_policy_versions_total {policy_versions}\n"
+        );
+        let bus = self.bus.as_ref().map(Bus::stats).unwrap_or_default();
+        let _ = write!(
+            out,
+            "# HELP palisade_bus_reconnects_total Connections to the message broker re-established after one was lost.\n\
+             # TYPE palisade_bus_reconnects_total counter\n\
+             palisade_bus_reconnects_total {}\n\
+             # HELP palisade_bus_publish_failures_total Publishes to the message bus that failed.\n\
+             # TYPE palisade_bus_publish_failures_total counter\n\
+             palisade_bus_publish_failures_total {}\n",
+            bus.reconnects, bus.publish_failures
         );
         out
     }
@@ -125,6 +148,8 @@ mod tests {
         );
         assert!(text.contains("route=\"/api/v1/policies\",status=\"401\"} 1\n"));
         assert!(text.contains("palisade_policy_versions_total 3\n"));
+        assert!(text.contains("palisade_bus_reconnects_total 0\n"));
+        assert!(text.contains("palisade_bus_publish_failures_total 0\n"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
-//! serve HTTP and the agent gateway until stopped.
+//! connect the bus, serve HTTP and the agent gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +15,9 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use crate::Clock;
 use crate::agents::Liveness;
 use crate::bootstrap::{self, BootstrapError};
+use crate::bus::{Bus, BusError, BusOptions};
 use crate::ca::{Ca, CaError};
-use crate::credentials::Secret;
+use crate::credentials::{CredentialError, Secret};
 use crate::distribution::Distribution;
 use crate::gateway::GatewayService;
 use crate::http::{self, AppState};
@@ -60,6 +61,10 @@ pub struct Config {
     pub liveness: Liveness,
     /// On first start, also create an admin API token with exactly this value.
     pub bootstrap_token: Option<Secret>,
+    /// The bus: `amqp://...` is RabbitMQ (several nodes), none the in-process bus.
+    pub amqp_url: Option<String>,
+    /// RabbitMQ: the first part of the queue and exchange names; none means `palisade`.
+    pub amqp_prefix: Option<String>,
 }
 
 /// The node did not start.
@@ -85,6 +90,12 @@ pub enum StartError {
     /// The internal CA cannot be loaded or created.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The bus URL is not supported, or the broker cannot be reached.
+    #[error("message bus: {0}")]
+    Bus(#[from] BusError),
+    /// No node identifier could be made (the system's random source failed).
+    #[error("node identifier: {0}")]
+    NodeId(CredentialError),
     /// The gateway's TLS configuration was refused.
     #[error("agent gateway TLS: {0}")]
     Tls(String),
@@ -115,6 +126,7 @@ pub struct RunningServer {
     grpc_shutdown: oneshot::Sender<()>,
     stopping: tokio::sync::watch::Sender<bool>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    hub_tasks: Vec<JoinHandle<()>>,
 }
 
 /// Opens the store, bootstraps on first start, binds and starts serving.
@@ -144,7 +156,15 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         addr: config.http,
         source,
     })?;
+    let ca_existed = config.data_dir.join(crate::ca::CA_CERT_FILE).exists();
     let ca = Arc::new(Ca::load_or_create(&config.data_dir, clock())?);
+    if !ca_existed && matches!(config.database, Database::Postgres(_)) {
+        tracing::warn!(
+            dir = %config.data_dir.display(),
+            "created a new internal CA; every node of this install needs the same ca.pem and ca.key \
+             in its data directory before its first start (docs/server.md, \"Several nodes\")"
+        );
+    }
     let grpc_listener =
         TcpListener::bind(config.grpc)
             .await
@@ -158,10 +178,16 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
             addr: config.grpc,
             source,
         })?;
-    let hub = Distribution::default();
+    let mut bus_options = BusOptions::default();
+    if let Some(prefix) = &config.amqp_prefix {
+        bus_options.prefix.clone_from(prefix);
+    }
+    let bus = Bus::connect(config.amqp_url.as_deref(), bus_options).await?;
+    let node_id = crate::credentials::random_token().map_err(StartError::NodeId)?;
+    let (hub, hub_tasks) = Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
     let app = http::router(AppState {
         store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(Metrics::with_bus(bus)),
         clock: clock.clone(),
         hub: hub.clone(),
         liveness: config.liveness,
@@ -200,7 +226,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
             })
             .await
     });
-    tracing::info!(%http, %grpc, backend = store.backend(), "serving");
+    tracing::info!(%http, %grpc, backend = store.backend(), bus = if config.amqp_url.is_some() { "amqp" } else { "in-process" }, "serving");
     Ok(RunningServer {
         http,
         grpc,
@@ -212,6 +238,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         grpc_shutdown,
         stopping: stopping_sender,
         grpc_task,
+        hub_tasks,
     })
 }
 
@@ -236,6 +263,9 @@ impl RunningServer {
         let _ = self.grpc_shutdown.send(());
         // Open policy streams never end by themselves; end them so the gateway can stop.
         let _ = self.stopping.send(true);
+        for task in &self.hub_tasks {
+            task.abort();
+        }
         let served = self
             .task
             .await

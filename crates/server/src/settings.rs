@@ -8,6 +8,7 @@
 //! grpc = "0.0.0.0:8443"
 //! database_url = "postgres://palisade@db/palisade"
 //! amqp_url = "amqp://guest:guest@mq:5672/%2f"
+//! amqp_prefix = "palisade"
 //! ```
 
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `amqp://...` selects RabbitMQ as the bus; none means the in-process bus.
     pub amqp_url: Option<String>,
+    /// The first part of the bus's queue and exchange names on RabbitMQ; installs sharing one
+    /// broker virtual host need different prefixes. None means `palisade`.
+    pub amqp_prefix: Option<String>,
 }
 
 impl Default for Settings {
@@ -39,17 +43,19 @@ impl Default for Settings {
             grpc: SocketAddr::from(([127, 0, 0, 1], 8443)),
             database_url: None,
             amqp_url: None,
+            amqp_prefix: None,
         }
     }
 }
 
 /// The environment variable that overrides each setting.
-pub const ENVIRONMENT: [(&str, &str); 5] = [
+pub const ENVIRONMENT: [(&str, &str); 6] = [
     ("PALISADE_DATA", "data"),
     ("PALISADE_HTTP", "http"),
     ("PALISADE_GRPC", "grpc"),
     ("PALISADE_DATABASE_URL", "database_url"),
     ("PALISADE_AMQP_URL", "amqp_url"),
+    ("PALISADE_AMQP_PREFIX", "amqp_prefix"),
 ];
 
 /// The settings cannot be used.
@@ -135,6 +141,7 @@ impl Settings {
                 "PALISADE_HTTP" => self.http = value.parse().map_err(|e| refuse(address(e)))?,
                 "PALISADE_GRPC" => self.grpc = value.parse().map_err(|e| refuse(address(e)))?,
                 "PALISADE_DATABASE_URL" => self.database_url = optional(&value),
+                "PALISADE_AMQP_PREFIX" => self.amqp_prefix = optional(&value),
                 _ => self.amqp_url = optional(&value),
             }
         }

@@ -68,7 +68,7 @@ pub struct PolicySummary {
 }
 
 /// One immutable version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     /// The policy's identifier.
     pub policy_id: i64,

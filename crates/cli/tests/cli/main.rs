@@ -9,6 +9,7 @@
 )]
 
 mod analyze;
+mod nodes;
 mod policy;
 mod sensor;
 mod server;

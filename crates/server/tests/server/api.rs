@@ -292,6 +292,8 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
             grpc: "127.0.0.1:0".parse().unwrap(),
             liveness: palisade_server::agents::Liveness::default(),
             bootstrap_token: None,
+            amqp_url: None,
+            amqp_prefix: None,
         },
         std::sync::Arc::new(|| jiff::Timestamp::UNIX_EPOCH),
     )

@@ -51,6 +51,8 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         grpc: "127.0.0.1:0".parse().unwrap(),
         liveness: palisade_server::agents::Liveness::default(),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
+        amqp_url: None,
+        amqp_prefix: None,
     };
     let server = palisade_server::start(config, Arc::new(now)).await.unwrap();
     Some(TestServer {

@@ -9,6 +9,7 @@
 )]
 
 mod analyze;
+mod crash;
 mod nodes;
 mod policy;
 mod sensor;

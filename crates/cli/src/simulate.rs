@@ -31,6 +31,13 @@ pub struct SimulateArgs {
     /// Keep each endpoint's identity here, so a restarted fleet is the same agents.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Load test: for this many seconds every endpoint sends as fast as the server
+    /// acknowledges, then the events per second and acknowledgement latencies are printed.
+    #[arg(long, value_name = "SECONDS")]
+    load: Option<u64>,
+    /// Events per batch in a load test.
+    #[arg(long, default_value_t = 1_000, requires = "load")]
+    batch: usize,
 }
 
 /// Runs the fleet until Ctrl-C or SIGTERM.
@@ -42,12 +49,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let ca_pem = std::fs::read_to_string(&args.ca)
         .with_context(|| format!("reading the CA certificate {}", args.ca.display()))?;
     let server = Server {
-        url: args.server,
+        url: args.server.clone(),
         ca_pem,
-        token: args.token,
-        state: args.state,
+        token: args.token.clone(),
+        state: args.state.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Some(seconds) = args.load {
+        return runtime.block_on(load(server, &args, seconds));
+    }
     runtime.block_on(async {
         let counters = start(
             server,
@@ -64,6 +74,41 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs a load test and prints what it measured.
+async fn load(server: Server, args: &SimulateArgs, seconds: u64) -> anyhow::Result<ExitCode> {
+    let clock: Clock = Arc::new(crate::server::now);
+    let fleet = Fleet::new(args.seed, args.endpoints, clock().as_millisecond());
+    let report = palisade_sim::load::run(
+        fleet.endpoints,
+        &server,
+        clock,
+        args.batch.max(1),
+        std::time::Duration::from_secs(seconds),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1_000.0;
+    println!(
+        "endpoints {} batch {} events {} batches {} failed {} seconds {:.1} events/s {:.0} \
+         ack p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        args.endpoints,
+        args.batch,
+        report.events,
+        report.batches,
+        report.failures,
+        report.elapsed.as_secs_f64(),
+        report.rate(),
+        ms(report.percentile(500)),
+        ms(report.percentile(990)),
+        ms(report.percentile(1_000)),
+    );
+    Ok(if report.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

@@ -13,12 +13,14 @@
 //! - [`endpoint`]: one endpoint and the connections it makes in a stretch of time.
 //! - [`fleet`]: many endpoints, some attacked.
 //! - [`live`]: the fleet against a real server, each endpoint running the agent's uplink.
+//! - [`load`]: a load test: endpoints send as fast as the server acknowledges.
 
 pub mod attack;
 pub mod catalog;
 pub mod endpoint;
 pub mod fleet;
 pub mod live;
+pub mod load;
 
 pub use attack::{Family, Label};
 pub use endpoint::{Endpoint, Observed};

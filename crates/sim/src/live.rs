@@ -41,7 +41,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const VERSION: &str = concat!("sim-", env!("CARGO_PKG_VERSION"));
 
 /// Event numbers per batch: event `n` of batch `b` is `b * BATCH_SPAN + n`.
-const BATCH_SPAN: u64 = 100_000;
+pub const BATCH_SPAN: u64 = 100_000;
 
 /// Fleet-wide counters.
 #[derive(Debug, Default)]
@@ -96,7 +96,8 @@ pub async fn run_endpoint(
     }
 }
 
-async fn connect(endpoint: &Endpoint, server: &Server) -> Result<Uplink, uplink::UplinkError> {
+/// Connects `endpoint`, enrolling it first unless its identity was saved.
+pub async fn connect(endpoint: &Endpoint, server: &Server) -> Result<Uplink, uplink::UplinkError> {
     let dir = server.state.as_ref().map(|d| d.join(&endpoint.hostname));
     let saved = dir.as_ref().and_then(|d| Identity::load(d).ok());
     let identity = match saved {

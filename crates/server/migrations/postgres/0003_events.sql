@@ -73,11 +73,16 @@ DECLARE
 BEGIN
     IF to_regclass(part) IS NULL THEN
         PERFORM pg_advisory_xact_lock(7021815711592702053); -- the partition-creation lock
-        IF to_regclass(part) IS NULL THEN
+        -- The catalog this session sees may predate the creation by whoever held the lock
+        -- before (waiting for an advisory lock does not refresh it), so a partition created
+        -- meanwhile shows up as "already exists" here: that is success.
+        BEGIN
             EXECUTE format(
-                'CREATE TABLE %I PARTITION OF connection_events FOR VALUES FROM (%s) TO (%s)',
+                'CREATE TABLE IF NOT EXISTS %I PARTITION OF connection_events FOR VALUES FROM (%s) TO (%s)',
                 part, day * 86400000, (day + 1) * 86400000);
-        END IF;
+        EXCEPTION WHEN duplicate_table THEN
+            NULL;
+        END;
     END IF;
     RETURN part;
 END;

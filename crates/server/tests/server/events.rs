@@ -17,6 +17,7 @@ on_both_backends!(
     bad_filters_name_the_parameter,
     pagination_walks_every_event_once,
     resent_batch_is_stored_once,
+    agents_opening_a_new_day_at_once_are_all_stored,
     batch_with_one_bad_event_stores_nothing,
     exports_parse_back,
     retention_removes_old_events,
@@ -279,6 +280,28 @@ async fn pagination_walks_every_event_once(s: &TestServer) {
     assert_eq!(unique.len(), seen.len(), "an event was listed twice");
     assert_eq!(unique, expected);
     assert_eq!(pages, 7); // 250 events, 40 a page: six full pages and a last one of ten
+}
+
+/// The first batches of a day arrive from many agents at once (on PostgreSQL they race to
+/// create the day's partition): every one is stored.
+async fn agents_opening_a_new_day_at_once_are_all_stored(s: &TestServer) {
+    let store = s.server.as_ref().unwrap().store.clone();
+    let received = now();
+    let day_before_yesterday = received - SignedDuration::from_hours(48);
+    let tasks: Vec<_> = (0..8)
+        .map(|agent| {
+            let store = store.clone();
+            let batch: Vec<ConnectionEvent> = (1..=50)
+                .map(|i| event(i, day_before_yesterday, json!({})))
+                .collect();
+            tokio::spawn(async move {
+                events::ingest(&store, &format!("new-day-{agent}"), 1, &batch, received).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), IngestOutcome::Stored(50));
+    }
 }
 
 async fn resent_batch_is_stored_once(s: &TestServer) {

@@ -124,7 +124,13 @@ async fn start_fleet(
         token: token.secret.expose().to_owned(),
         state: Some(data_dir.join("simulated-fleet")),
     };
-    crate::simulate::start(gateway, count, 1, Arc::new(now));
+    crate::simulate::start(
+        gateway,
+        count,
+        1,
+        Arc::new(now),
+        palisade_sim::live::Counters::default(),
+    );
     Ok(())
 }
 

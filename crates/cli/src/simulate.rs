@@ -35,6 +35,10 @@ pub struct SimulateArgs {
     /// acknowledges, then the events per second and acknowledgement latencies are printed.
     #[arg(long, value_name = "SECONDS")]
     load: Option<u64>,
+    /// Print a line `policy NAME VERSION HOSTNAME TIME` for every policy an endpoint receives
+    /// (to measure how fast a change reaches the fleet).
+    #[arg(long, conflicts_with = "load")]
+    print_policies: bool,
     /// Events per batch in a load test.
     #[arg(long, default_value_t = 1_000, requires = "load")]
     batch: usize,
@@ -59,13 +63,24 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         return runtime.block_on(load(server, &args, seconds));
     }
     runtime.block_on(async {
+        let (receipts, mut printed) = tokio::sync::mpsc::unbounded_channel();
+        let counters = Counters {
+            receipts: args.print_policies.then_some(receipts),
+            ..Counters::default()
+        };
         let counters = start(
             server,
             args.endpoints,
             args.seed,
             Arc::new(crate::server::now),
+            counters,
         );
         println!("simulating {} endpoints", args.endpoints);
+        tokio::spawn(async move {
+            while let Some(r) = printed.recv().await {
+                println!("policy {} {} {} {}", r.policy, r.version, r.hostname, r.at);
+            }
+        });
         crate::server::shutdown_signal().await?;
         eprintln!(
             "events acknowledged: {}",
@@ -113,8 +128,14 @@ async fn load(server: Server, args: &SimulateArgs, seconds: u64) -> anyhow::Resu
 }
 
 /// Starts `count` endpoints on the current runtime; they run until the runtime stops.
-pub fn start(server: Server, count: u32, seed: u64, clock: Clock) -> Arc<Counters> {
-    let counters = Arc::new(Counters::default());
+pub fn start(
+    server: Server,
+    count: u32,
+    seed: u64,
+    clock: Clock,
+    counters: Counters,
+) -> Arc<Counters> {
+    let counters = Arc::new(counters);
     let fleet = Fleet::new(seed, count, clock().as_millisecond());
     for endpoint in fleet.endpoints {
         tokio::spawn(live::run_endpoint(

@@ -43,9 +43,24 @@ pub const VERSION: &str = concat!("sim-", env!("CARGO_PKG_VERSION"));
 /// Event numbers per batch: event `n` of batch `b` is `b * BATCH_SPAN + n`.
 pub const BATCH_SPAN: u64 = 100_000;
 
-/// Fleet-wide counters.
+/// A policy version an endpoint received, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The endpoint.
+    pub hostname: String,
+    /// The policy's name.
+    pub policy: String,
+    /// Its version.
+    pub version: i64,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+/// Fleet-wide counters, and where policy receipts go when someone watches them.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Every policy an endpoint receives is sent here, when set (load tests of distribution).
+    pub receipts: Option<tokio::sync::mpsc::UnboundedSender<Receipt>>,
     /// Endpoints enrolled (or whose saved identity was loaded) and connected.
     pub connected: AtomicU64,
     /// Events acknowledged by the server.
@@ -148,6 +163,14 @@ async fn serve(
             policy = stream.next() => match policy {
                 Ok(Some(p)) => {
                     counters.policies.fetch_add(1, Ordering::Relaxed);
+                    if let Some(receipts) = &counters.receipts {
+                        let _ = receipts.send(Receipt {
+                            hostname: endpoint.hostname.clone(),
+                            policy: p.name.clone(),
+                            version: p.version,
+                            at: clock(),
+                        });
+                    }
                     let file = format!("{}.{}", p.name, p.format);
                     match palisade_policy::load(&file, &p.source, &|_| Err("no list files".to_owned())) {
                         Ok(loaded) => {

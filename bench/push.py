@@ -74,7 +74,7 @@ def run(n):
         env.pop("PALISADE_DATABASE_URL", None)
         server = subprocess.Popen([PALISADE, "server", "--data", work + "/data", "--http", "127.0.0.1:0",
                                    "--grpc", "127.0.0.1:0"], env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.PIPE, stderr=open(work + "/server.log", "w"))
         fleet = None
         try:
             where = read_addresses(server)
@@ -101,6 +101,9 @@ def run(n):
             print(f"{n:>6} agents  connected in {connected:5.1f} s  server memory {(after - before) / n:6.1f} KiB/agent")
             print(f"        assign  -> all agents: {summary(assign)}")
             print(f"        new version -> all agents: {summary(update)}")
+        except Exception:
+            os.system(f"grep -m5 -E 'WARN|ERROR' {work}/server.log >&2")
+            raise
         finally:
             for p in (fleet, server):
                 if p:

@@ -96,7 +96,7 @@ pub struct Report {
 
 /// Every group.
 pub async fn list_groups(store: &Store, who: &Principal) -> Result<Vec<Group>, Error> {
-    require(who, Permission::ReadAgents)?;
+    who.require(Permission::ReadAgents)?;
     Ok(store.list_groups().await?)
 }
 
@@ -107,7 +107,7 @@ pub async fn create_group(
     name: &str,
     now: Timestamp,
 ) -> Result<(), Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     check_group_name(name)?;
     if store
         .create_group(name, &who.actor, &now.to_string())
@@ -129,7 +129,7 @@ pub async fn assign_policy(
     policy_id: i64,
     now: Timestamp,
 ) -> Result<(), Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     match store
         .assign_policy(group, policy_id, &who.actor, &now.to_string())
         .await?
@@ -154,7 +154,7 @@ pub async fn list(
     liveness: Liveness,
     now: Timestamp,
 ) -> Result<Vec<Agent>, Error> {
-    require(who, Permission::ReadAgents)?;
+    who.require(Permission::ReadAgents)?;
     Ok(store
         .list_agents()
         .await?
@@ -171,7 +171,7 @@ pub async fn get(
     liveness: Liveness,
     now: Timestamp,
 ) -> Result<Agent, Error> {
-    require(who, Permission::ReadAgents)?;
+    who.require(Permission::ReadAgents)?;
     store
         .agent(id)
         .await?
@@ -187,7 +187,7 @@ pub async fn revoke(
     id: &str,
     now: Timestamp,
 ) -> Result<(), Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     if !store.revoke_agent(id, &who.actor, &now.to_string()).await? {
         return Err(Error::NotFound(format!("agent {id:?}")));
     }
@@ -207,7 +207,7 @@ pub async fn move_to_group(
     group: &str,
     now: Timestamp,
 ) -> Result<(), Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     match store
         .move_agent(id, group, &who.actor, &now.to_string())
         .await?
@@ -300,14 +300,6 @@ fn view(a: AgentRecord, liveness: Liveness, now: Timestamp) -> Agent {
         enrolled_at: a.enrolled_at,
         last_seen: a.last_seen,
         revoked_at: a.revoked_at,
-    }
-}
-
-fn require(who: &Principal, permission: Permission) -> Result<(), Error> {
-    if who.role.may(permission) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(permission))
     }
 }
 

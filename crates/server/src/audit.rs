@@ -64,9 +64,7 @@ pub fn verify(entries: &[Entry]) -> Result<(), Broken> {
 
 /// The whole audit log, oldest first, for a role that may read it.
 pub async fn entries(store: &Store, who: &Principal) -> Result<Vec<Entry>, Error> {
-    if !who.role.may(Permission::ReadAudit) {
-        return Err(Error::Forbidden(Permission::ReadAudit));
-    }
+    who.require(Permission::ReadAudit)?;
     Ok(store.audit_entries().await?)
 }
 

@@ -26,9 +26,7 @@ pub async fn create_token(
     role: Role,
     now: Timestamp,
 ) -> Result<Secret, Error> {
-    if !who.role.may(Permission::ManageTokens) {
-        return Err(Error::Forbidden(Permission::ManageTokens));
-    }
+    who.require(Permission::ManageTokens)?;
     if name.is_empty() || name.len() > MAX_TOKEN_NAME_LEN || name.chars().any(char::is_control) {
         return Err(Error::BadRequest(format!(
             "token name: 1 to {MAX_TOKEN_NAME_LEN} printable characters"

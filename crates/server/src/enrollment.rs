@@ -77,7 +77,7 @@ pub async fn create_token(
     new: &NewToken,
     now: Timestamp,
 ) -> Result<CreatedToken, Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     if !(1..=MAX_USES).contains(&new.max_uses) {
         return Err(Error::BadRequest(format!(
             "max_uses: 1 to {MAX_USES} (1 is a single-use token)"
@@ -108,7 +108,7 @@ pub async fn create_token(
 
 /// Every enrollment token (never their secrets).
 pub async fn list_tokens(store: &Store, who: &Principal) -> Result<Vec<EnrollmentToken>, Error> {
-    require(who, Permission::ReadAgents)?;
+    who.require(Permission::ReadAgents)?;
     Ok(store.list_enrollment_tokens().await?)
 }
 
@@ -119,7 +119,7 @@ pub async fn revoke_token(
     id: i64,
     now: Timestamp,
 ) -> Result<(), Error> {
-    require(who, Permission::ManageAgents)?;
+    who.require(Permission::ManageAgents)?;
     if store
         .revoke_enrollment_token(id, &who.actor, &now.to_string())
         .await?
@@ -196,12 +196,4 @@ fn new_agent_id() -> Result<String, CredentialError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| CredentialError::Random(e.to_string()))?;
     Ok(format!("agent-{}", hex(&bytes)))
-}
-
-fn require(who: &Principal, permission: Permission) -> Result<(), Error> {
-    if who.role.may(permission) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(permission))
-    }
 }

@@ -218,7 +218,7 @@ impl EventQuery {
 
 /// One page of the events `query` selects (its format is ignored), newest first.
 pub async fn list(store: &Store, who: &Principal, query: &EventQuery) -> Result<EventPage, Error> {
-    require(who, Permission::ReadEvents)?;
+    who.require(Permission::ReadEvents)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let events = store
         .query_events(&query.conditions, query.after.as_ref(), limit)
@@ -239,7 +239,7 @@ pub fn export(
     who: &Principal,
     query: EventQuery,
 ) -> Result<impl Stream<Item = Result<Vec<u8>, Error>> + Send + 'static, Error> {
-    require(who, Permission::ReadEvents)?;
+    who.require(Permission::ReadEvents)?;
     const PAGE: i64 = 1000;
     struct State {
         store: Arc<Store>,
@@ -537,14 +537,6 @@ fn bad(parameter: &str, expected: &str) -> Error {
     Error::BadRequest(format!(
         "query parameter {parameter:?}: expected {expected}"
     ))
-}
-
-fn require(who: &Principal, permission: Permission) -> Result<(), Error> {
-    if who.role.may(permission) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(permission))
-    }
 }
 
 fn csv_text(value: &str) -> String {

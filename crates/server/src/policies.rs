@@ -40,7 +40,7 @@ pub const MAX_SOURCE_LEN: usize = 1 << 20;
 
 /// Every policy with its newest version.
 pub async fn list(store: &Store, who: &Principal) -> Result<Vec<PolicySummary>, Error> {
-    require(who, Permission::ReadPolicies)?;
+    who.require(Permission::ReadPolicies)?;
     Ok(store.list_policies().await?)
 }
 
@@ -50,7 +50,7 @@ pub async fn versions(
     who: &Principal,
     id: i64,
 ) -> Result<Vec<PolicyVersion>, Error> {
-    require(who, Permission::ReadPolicies)?;
+    who.require(Permission::ReadPolicies)?;
     store
         .policy_versions(id)
         .await?
@@ -71,7 +71,7 @@ pub async fn create_version(
     source: &str,
     now: Timestamp,
 ) -> Result<PolicyVersion, Error> {
-    require(who, Permission::WritePolicies)?;
+    who.require(Permission::WritePolicies)?;
     check_name(name)?;
     load(name, format, source)?.map_err(|invalid| {
         Error::InvalidPolicy(invalid.errors.iter().map(ToString::to_string).collect())
@@ -138,7 +138,7 @@ pub fn validate(
     format: Format,
     source: &str,
 ) -> Result<Validation, Error> {
-    require(who, Permission::ReadPolicies)?;
+    who.require(Permission::ReadPolicies)?;
     let name = name.unwrap_or("candidate");
     check_name(name)?;
     Ok(match load(name, format, source)? {
@@ -239,14 +239,6 @@ fn finding(d: &palisade_policy::Diagnostic) -> Finding {
         field: d.field.clone(),
         message: d.message.clone(),
         text: d.to_string(),
-    }
-}
-
-fn require(who: &Principal, permission: Permission) -> Result<(), Error> {
-    if who.role.may(permission) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(permission))
     }
 }
 

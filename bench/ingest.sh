@@ -7,7 +7,9 @@
 #   ENDPOINTS=16 BATCH=2000 SECONDS_EACH=30 bash bench/ingest.sh
 #
 # PostgreSQL: PALISADE_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); a
-# throwaway schema is created and dropped.
+# throwaway schema is created and dropped. The third run is PostgreSQL with the batches going
+# through RabbitMQ (as on several nodes): a throwaway virtual host on the local broker, made and
+# deleted with rabbitmqctl. ONLY=sqlite|postgres|rabbitmq runs one of the three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,16 +24,18 @@ PALISADE=$PWD/target/release/palisade
 work=$(mktemp -d)
 pid=
 schema=bench_ingest_$$
+vhost=palisade-bench-$$
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     psql -q "$PG" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+    rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-run() { # BACKEND DATABASE_URL
-    local backend=$1 url=$2 out=$work/$1.out
-    PALISADE_DATABASE_URL=$url PALISADE_BOOTSTRAP_TOKEN=$TOKEN "$PALISADE" server \
+run() { # NAME DATABASE_URL [AMQP_URL]
+    local backend=$1 url=$2 amqp=${3:-} out=$work/$1.out
+    PALISADE_DATABASE_URL=$url PALISADE_AMQP_URL=$amqp PALISADE_BOOTSTRAP_TOKEN=$TOKEN "$PALISADE" server \
         --data "$work/$backend" --http 127.0.0.1:0 --grpc 127.0.0.1:0 >"$out" 2>"$work/$backend.err" &
     pid=$!
     until grep -q '^ca: ' "$out"; do sleep 0.1; done
@@ -56,5 +60,11 @@ run() { # BACKEND DATABASE_URL
 }
 
 psql -q "$PG" -c "CREATE SCHEMA $schema" >/dev/null
-[ "${ONLY:-}" = postgres ] || run sqlite ""
-run postgres "$PG?options=-c%20search_path%3D$schema"
+in_schema="$PG?options=-c%20search_path%3D$schema"
+case ${ONLY:-all} in all|sqlite) run sqlite "" ;; esac
+case ${ONLY:-all} in all|postgres) run postgres "$in_schema" ;; esac
+case ${ONLY:-all} in all|rabbitmq)
+    rabbitmqctl -q add_vhost "$vhost" >/dev/null
+    rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+    run postgres+rabbitmq "$in_schema" "amqp://guest:guest@127.0.0.1:5672/$vhost" ;;
+esac

@@ -30,6 +30,12 @@ pub enum Error {
     /// why.
     #[error("{0}")]
     AgentRefused(String),
+    /// The server is overloaded and refuses for now; try again after backing off.
+    #[error("the server is busy; send again later")]
+    Busy,
+    /// A part the call needs (the message bus, a background task) cannot be reached now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -15,7 +15,8 @@ use palisade_proto::{Action, ConnectionEvent, Protocol};
 use crate::error::Error;
 use crate::role::{Permission, Principal};
 use crate::store::{
-    EventCondition, EventKey, EventTest, RetentionReport, Store, StoredEvent, ip_key,
+    BatchesStored, EventCondition, EventKey, EventTest, NewBatch, RetentionReport, Store,
+    StoredEvent, ip_key,
 };
 
 /// Most events accepted in one batch.
@@ -53,11 +54,9 @@ pub enum IngestOutcome {
     Duplicate,
 }
 
-/// Stores batch `batch_seq` of agent `agent_id`: validated first (one bad event refuses the
-/// whole batch with [`Error::BadRequest`] naming it, and nothing is stored), then stored in
-/// one transaction. A batch stored before is recognised and not stored again; so is an event
-/// stored before (same agent, sequence number and time). Connections are normalised (domain in
-/// lower case, IPv4-mapped addresses as IPv4) before they are stored.
+/// Stores batch `batch_seq` of agent `agent_id` by itself: [`check`] then [`store_batches`].
+/// The gateway goes through the ingest pipeline (`crate::ingest`) instead, which stores many
+/// agents' batches together.
 pub async fn ingest(
     store: &Store,
     agent_id: &str,
@@ -65,38 +64,59 @@ pub async fn ingest(
     events: &[ConnectionEvent],
     received_at: Timestamp,
 ) -> Result<IngestOutcome, Error> {
-    let counters = store.ingest_counters();
+    let batch = check(store, agent_id, batch_seq, events.to_vec(), received_at)?;
+    let stored = store_batches(store, &[&batch]).await?;
+    Ok(if stored.fresh == [true] {
+        IngestOutcome::Stored(usize::try_from(stored.events_stored).unwrap_or(usize::MAX))
+    } else {
+        IngestOutcome::Duplicate
+    })
+}
+
+/// Validates batch `batch_seq` of agent `agent_id` and makes it ready to store (domain in lower
+/// case, IPv4-mapped addresses as IPv4). One bad event refuses the whole batch with
+/// [`Error::BadRequest`] naming it by position and sequence number; the refusal is counted.
+pub fn check(
+    store: &Store,
+    agent_id: &str,
+    batch_seq: u64,
+    events: Vec<ConnectionEvent>,
+    received_at: Timestamp,
+) -> Result<NewBatch, Error> {
     let n = u64::try_from(events.len()).unwrap_or(u64::MAX);
-    let received_ms = received_at.as_millisecond();
-    let checked = check_batch(agent_id, batch_seq, events, received_ms);
-    let (batch_seq, normalised) = match checked {
-        Ok(ok) => ok,
-        Err(reason) => {
-            counters.refused(n);
-            tracing::warn!(agent = %agent_id.escape_debug(), batch = batch_seq, %reason, "event batch refused");
-            return Err(Error::BadRequest(reason));
-        }
-    };
-    match store
-        .store_event_batch(agent_id, batch_seq, received_ms, &normalised)
-        .await?
-    {
-        None => {
-            counters.duplicate(n);
+    check_batch(agent_id, batch_seq, events, received_at.as_millisecond()).map_err(|reason| {
+        store.ingest_counters().refused(n);
+        tracing::warn!(agent = %agent_id.escape_debug(), batch = batch_seq, %reason, "event batch refused");
+        Error::BadRequest(reason)
+    })
+}
+
+/// Stores checked batches in one transaction (see `Store::store_event_batches`: a batch or an
+/// event stored before is not stored again) and counts what happened.
+pub async fn store_batches(store: &Store, batches: &[&NewBatch]) -> Result<BatchesStored, Error> {
+    let stored = store.store_event_batches(batches).await?;
+    let counters = store.ingest_counters();
+    let (mut fresh_batches, mut fresh_events) = (0, 0);
+    for (batch, fresh) in batches.iter().zip(&stored.fresh) {
+        let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+        if *fresh {
+            fresh_batches += 1;
+            fresh_events += events;
+        } else {
+            counters.duplicate(events);
             tracing::debug!(
-                agent = agent_id,
-                batch = batch_seq,
+                agent = batch.agent_id,
+                batch = batch.batch_seq,
                 "re-sent event batch recognised"
             );
-            Ok(IngestOutcome::Duplicate)
-        }
-        Some(stored) => {
-            counters.stored(stored, n.saturating_sub(stored));
-            Ok(IngestOutcome::Stored(
-                usize::try_from(stored).unwrap_or(usize::MAX),
-            ))
         }
     }
+    counters.stored(
+        fresh_batches,
+        stored.events_stored,
+        fresh_events.saturating_sub(stored.events_stored),
+    );
+    Ok(stored)
 }
 
 /// Removes the events older than `older_than` (see `Store::remove_events_before`: on
@@ -552,14 +572,14 @@ fn csv_text(value: &str) -> String {
     }
 }
 
-/// Checks a batch and returns its number as stored and the normalised events, or why it is
-/// refused (naming the event by position and sequence number).
+/// Checks a batch and makes it ready to store, or says why it is refused (naming the event by
+/// position and sequence number).
 fn check_batch(
     agent_id: &str,
     batch_seq: u64,
-    events: &[ConnectionEvent],
+    mut events: Vec<ConnectionEvent>,
     received_ms: i64,
-) -> Result<(i64, Vec<ConnectionEvent>), String> {
+) -> Result<NewBatch, String> {
     if agent_id.is_empty()
         || agent_id.len() > MAX_AGENT_ID_LEN
         || agent_id.chars().any(char::is_control)
@@ -576,15 +596,17 @@ fn check_batch(
             events.len()
         ));
     }
-    let mut normalised = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
+    for (i, event) in events.iter_mut().enumerate() {
         check_event(event, received_ms)
             .map_err(|why| format!("event {i} (seq {}): {why}", event.seq))?;
-        let mut event = event.clone();
-        event.connection = event.connection.normalize();
-        normalised.push(event);
+        event.connection = std::mem::take(&mut event.connection).normalize();
     }
-    Ok((batch_seq, normalised))
+    Ok(NewBatch {
+        agent_id: agent_id.to_owned(),
+        batch_seq,
+        received_ms,
+        events,
+    })
 }
 
 fn check_event(e: &ConnectionEvent, received_ms: i64) -> Result<(), String> {
@@ -712,7 +734,7 @@ mod tests {
             "action": "allow", "verdict": "allow"
         }))
         .unwrap();
-        let why = check_batch("agent-1", 1, &[event], 1_000).unwrap_err();
+        let why = check_batch("agent-1", 1, vec![event], 1_000).unwrap_err();
         assert!(
             why.starts_with("event 0 (seq 4): domain is 300 bytes"),
             "{why}"

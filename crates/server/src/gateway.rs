@@ -25,7 +25,7 @@ use crate::ca::{Ca, fingerprint};
 use crate::distribution::{Distribution, Update};
 use crate::enrollment;
 use crate::error::Error;
-use crate::events;
+use crate::ingest::Pipeline;
 use crate::store::{CertifiedAgent, PolicyVersion, Store};
 
 /// What every gateway call shares.
@@ -37,6 +37,8 @@ pub struct GatewayService {
     pub ca: Arc<Ca>,
     /// Policy updates for the open streams.
     pub hub: Distribution,
+    /// Where event batches go to be stored.
+    pub pipeline: Pipeline,
     /// The current time.
     pub clock: Clock,
     /// Becomes `true` when the node stops: open policy streams end, so that the graceful
@@ -169,21 +171,18 @@ impl Gateway for GatewayService {
                 tracing::warn!(agent = %agent.id, batch = batch.batch_seq, cause = %e, "refused a malformed batch");
                 Status::invalid_argument(e.to_string())
             })?;
-        match events::ingest(
-            &self.store,
-            &agent.id,
-            batch.batch_seq,
-            &events,
-            (self.clock)(),
-        )
-        .await
+        match self
+            .pipeline
+            .submit(&agent.id, batch.batch_seq, events, (self.clock)())
+            .await
         {
-            Ok(_) => Ok(Response::new(EventAck {
+            Ok(()) => Ok(Response::new(EventAck {
                 batch_seq: batch.batch_seq,
             })),
             // The batch itself is refused (too old, too many events...): sending it again
             // would not help.
             Err(e @ Error::BadRequest(_)) => Err(status(e)),
+            Err(Error::Busy) => Err(status(Error::Busy)),
             Err(e) => {
                 tracing::warn!(agent = %agent.id, batch = batch.batch_seq, cause = %e, "batch not stored");
                 Err(Status::unavailable(
@@ -203,7 +202,8 @@ pub fn status(e: Error) -> Status {
         Error::NotFound(_) => Status::not_found(e.to_string()),
         Error::BadRequest(_) | Error::InvalidPolicy(_) => Status::invalid_argument(e.to_string()),
         Error::Conflict(_) => Status::already_exists(e.to_string()),
-        Error::Store(_) | Error::Credential(_) => {
+        Error::Busy => Status::resource_exhausted(e.to_string()),
+        Error::Store(_) | Error::Credential(_) | Error::Unavailable(_) => {
             tracing::error!(cause = %e, "gateway call failed");
             Status::unavailable("the server cannot answer now; try again later")
         }

@@ -147,6 +147,7 @@ impl IntoResponse for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::AgentRefused(_) => StatusCode::FORBIDDEN,
             Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Busy | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self.0 {

@@ -21,6 +21,8 @@
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
+//! - [`ingest`]: the way of event batches from the gateway to storage: grouped commits,
+//!   backpressure, and the bus's work topic when several nodes share the work.
 //! - [`bus`]: the message bus between parts and nodes: in-process, or RabbitMQ for several nodes.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
 //! - [`metrics`]: request counters and the Prometheus text.
@@ -42,6 +44,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod policies;
 pub mod role;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::bus::Bus;
@@ -77,12 +77,17 @@ pub struct IngestCounters {
     events_stored: AtomicU64,
     events_duplicate: AtomicU64,
     events_refused: AtomicU64,
+    queued: AtomicI64,
+    commits: AtomicU64,
+    waited: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl IngestCounters {
-    /// A batch was stored with `stored` new events and `duplicate` already stored ones.
-    pub fn stored(&self, stored: u64, duplicate: u64) {
-        self.batches_stored.fetch_add(1, Ordering::Relaxed);
+    /// `batches` batches were stored with `stored` new events and `duplicate` already stored
+    /// ones.
+    pub fn stored(&self, batches: u64, stored: u64, duplicate: u64) {
+        self.batches_stored.fetch_add(batches, Ordering::Relaxed);
         self.events_stored.fetch_add(stored, Ordering::Relaxed);
         self.events_duplicate
             .fetch_add(duplicate, Ordering::Relaxed);
@@ -100,6 +105,26 @@ impl IngestCounters {
         self.events_refused.fetch_add(events, Ordering::Relaxed);
     }
 
+    /// `change` batches joined (positive) or left (negative) the queue for the writers.
+    pub fn queued(&self, change: i64) {
+        self.queued.fetch_add(change, Ordering::Relaxed);
+    }
+
+    /// A writer committed a group of batches.
+    pub fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A batch found the writers' queue full and waited for room.
+    pub fn waited(&self) {
+        self.waited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A batch found no room in time and was refused as busy (the agent sends it again).
+    pub fn busy(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Appends the counters in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -114,13 +139,29 @@ impl IngestCounters {
              # TYPE palisade_events_total counter\n\
              palisade_events_total{{outcome=\"stored\"}} {}\n\
              palisade_events_total{{outcome=\"duplicate\"}} {}\n\
-             palisade_events_total{{outcome=\"refused\"}} {}\n",
+             palisade_events_total{{outcome=\"refused\"}} {}\n\
+             # HELP palisade_ingest_queue_batches Event batches waiting for a writer on this node.\n\
+             # TYPE palisade_ingest_queue_batches gauge\n\
+             palisade_ingest_queue_batches {}\n\
+             # HELP palisade_ingest_commits_total Transactions that stored event batches.\n\
+             # TYPE palisade_ingest_commits_total counter\n\
+             palisade_ingest_commits_total {}\n\
+             # HELP palisade_ingest_waits_total Event batches that waited for room in the queue (backpressure).\n\
+             # TYPE palisade_ingest_waits_total counter\n\
+             palisade_ingest_waits_total {}\n\
+             # HELP palisade_ingest_busy_total Event batches refused as busy after waiting too long; agents send them again.\n\
+             # TYPE palisade_ingest_busy_total counter\n\
+             palisade_ingest_busy_total {}\n",
             get(&self.batches_stored),
             get(&self.batches_duplicate),
             get(&self.batches_refused),
             get(&self.events_stored),
             get(&self.events_duplicate),
             get(&self.events_refused),
+            self.queued.load(Ordering::Relaxed).max(0),
+            get(&self.commits),
+            get(&self.waited),
+            get(&self.busy),
         );
     }
 }
@@ -155,7 +196,7 @@ mod tests {
     #[test]
     fn ingest_counters_by_outcome() {
         let c = IngestCounters::default();
-        c.stored(5, 1);
+        c.stored(1, 5, 1);
         c.duplicate(6);
         c.refused(2);
         let mut text = String::new();

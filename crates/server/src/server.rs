@@ -21,6 +21,7 @@ use crate::credentials::{CredentialError, Secret};
 use crate::distribution::Distribution;
 use crate::gateway::GatewayService;
 use crate::http::{self, AppState};
+use crate::ingest::Pipeline;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -184,7 +185,16 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     }
     let bus = Bus::connect(config.amqp_url.as_deref(), bus_options).await?;
     let node_id = crate::credentials::random_token().map_err(StartError::NodeId)?;
-    let (hub, hub_tasks) = Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
+    let (hub, mut hub_tasks) =
+        Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
+    // SQLite has one writer; PostgreSQL takes several transactions at once.
+    let writers = match config.database {
+        Database::Sqlite => 1,
+        Database::Postgres(_) => 2,
+    };
+    let through_bus = config.amqp_url.is_some().then(|| bus.clone());
+    let (pipeline, ingest_tasks) = Pipeline::start(store.clone(), writers, through_bus).await;
+    hub_tasks.extend(ingest_tasks);
     let app = http::router(AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::with_bus(bus)),
@@ -203,6 +213,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         store: store.clone(),
         ca,
         hub,
+        pipeline,
         clock,
         stopping,
     }

@@ -272,7 +272,8 @@ pub mod alerts;
 mod events;
 
 pub use events::{
-    EventCondition, EventKey, EventTest, RetentionReport, StoredEvent, ip_key, verdict_keyword,
+    BatchesStored, EventCondition, EventKey, EventTest, NewBatch, RetentionReport, StoredEvent,
+    ip_key, verdict_keyword,
 };
 
 impl Store {
@@ -283,6 +284,9 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // The event indexes take random inserts; a page cache of 64 MiB (default 2 MiB)
+            // keeps their upper levels in memory. Pages are only allocated as they are used.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()

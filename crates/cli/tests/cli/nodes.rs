@@ -367,8 +367,17 @@ async fn two_nodes_serve_one_install_through_the_database_and_the_bus() {
         policy_version: None,
         traffic: Traffic::default(),
     };
+    // Acknowledged once RabbitMQ holds the batch; an ingest worker on either node stores it
+    // right after.
     on_a.send_batch(1, &[event]).await.unwrap();
-    let stored = b.get(&format!("/api/v1/events?agent={agent_id}")).await;
+    let mut stored = Value::Null;
+    for _ in 0..100 {
+        stored = b.get(&format!("/api/v1/events?agent={agent_id}")).await;
+        if stored["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let events = stored["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{stored}");
     assert_eq!(events[0]["agent_id"], agent_id.as_str(), "{stored}");

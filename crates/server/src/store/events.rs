@@ -18,6 +18,28 @@ use sqlx::Row;
 
 use super::{Pool, Store, StoreError};
 
+/// A batch of events to store, validated by the events service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatch {
+    /// The agent that sent it.
+    pub agent_id: String,
+    /// Its number on that agent.
+    pub batch_seq: i64,
+    /// When the server received it (ms since the epoch).
+    pub received_ms: i64,
+    /// Its events, normalised.
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// What [`Store::store_event_batches`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchesStored {
+    /// Per batch, in the order given: whether it was new (false: stored before, nothing written).
+    pub fresh: Vec<bool>,
+    /// Events written, over all batches (events stored before are not counted).
+    pub events_stored: u64,
+}
+
 /// One stored event, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
@@ -119,6 +141,10 @@ const COLUMNS: &str = "agent_id, seq, time_ms, received_ms, app_path, app_name, 
     src_port, dst_ip, dst_ip_key, dst_port, protocol, direction, pid, sni, action, verdict, rule, \
     policy_version, bytes_out, bytes_in, packets_out, packets_in, duration_ms";
 
+/// Records a batch; affects no row when the batch was stored before.
+const BATCH_SQL: &str = "INSERT INTO event_batches (agent_id, batch_seq, received_ms, events) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, batch_seq) DO NOTHING";
+
 /// Largest number of rows in one SQLite `INSERT` (34 parameters each, well under SQLite's limit).
 const SQLITE_ROWS_PER_INSERT: usize = 400;
 
@@ -186,89 +212,59 @@ macro_rules! decode_row {
 }
 
 impl Store {
-    /// Stores the batch `batch_seq` of `agent_id` with its events, all or nothing. `None` when
-    /// this batch was stored before (nothing is written then); otherwise how many events were
-    /// new (an event already stored, same agent, sequence number and time, is skipped).
+    /// Stores several batches in one transaction, all or nothing: one commit for many agents'
+    /// batches is what makes ingestion fast. A batch stored before (same agent and batch number,
+    /// also twice in `batches`) is recognised and nothing of it is written; an event stored before
+    /// (same agent, sequence number and time) is skipped.
     ///
-    /// Every number must already fit an `i64` and every text be free of NUL bytes (the service
-    /// validates).
-    pub async fn store_event_batch(
+    /// Every number must already fit an `i64` and every text be free of NUL bytes (the events
+    /// service validates).
+    pub async fn store_event_batches(
         &self,
-        agent_id: &str,
-        batch_seq: i64,
-        received_ms: i64,
-        events: &[ConnectionEvent],
-    ) -> Result<Option<u64>, StoreError> {
-        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-        const BATCH_SQL: &str = "INSERT INTO event_batches (agent_id, batch_seq, received_ms, events) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, batch_seq) DO NOTHING";
+        batches: &[&NewBatch],
+    ) -> Result<BatchesStored, StoreError> {
+        // Rows are locked in key order so that two writers storing overlapping groups (an agent
+        // re-sending a batch that is still queued) cannot deadlock.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_key(|&i| batches.get(i).map(|b| (&b.agent_id, b.batch_seq)));
+        let mut fresh = vec![false; batches.len()];
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let _one_writer = self.sqlite_writer.lock().await;
                 let mut tx = pool.begin().await?;
-                let fresh = sqlx::query(BATCH_SQL)
-                    .bind(agent_id)
-                    .bind(batch_seq)
-                    .bind(received_ms)
-                    .bind(count)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if fresh == 0 {
-                    return Ok(None);
-                }
                 let mut stored = 0;
-                for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
-                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-                        "INSERT INTO connection_events ({COLUMNS}) "
-                    ));
-                    insert.push_values(chunk, |mut row, event| {
-                        let c = &event.connection;
-                        let int = |n: Option<u32>| n.map(i64::from);
-                        row.push_bind(agent_id.to_owned())
-                            .push_bind(to_i64(event.seq))
-                            .push_bind(event.time_ms)
-                            .push_bind(received_ms)
-                            .push_bind(c.app_path.clone())
-                            .push_bind(c.app_name.clone())
-                            .push_bind(c.app_sha256.clone())
-                            .push_bind(c.cmdline.clone())
-                            .push_bind(c.user.clone())
-                            .push_bind(int(c.uid))
-                            .push_bind(c.parent_path.clone())
-                            .push_bind(c.cgroup.clone())
-                            .push_bind(c.unit.clone())
-                            .push_bind(c.container_id.clone())
-                            .push_bind(c.domain.clone())
-                            .push_bind(c.src_ip.map(|ip| ip.to_string()))
-                            .push_bind(c.src_ip.map(ip_key))
-                            .push_bind(c.src_port.map(i64::from))
-                            .push_bind(c.dst_ip.map(|ip| ip.to_string()))
-                            .push_bind(c.dst_ip.map(ip_key))
-                            .push_bind(c.dst_port.map(i64::from))
-                            .push_bind(c.protocol.map(Protocol::as_str))
-                            .push_bind(c.direction.as_str())
-                            .push_bind(int(event.pid))
-                            .push_bind(event.sni.clone())
-                            .push_bind(event.action.as_str())
-                            .push_bind(verdict_keyword(event.verdict))
-                            .push_bind(event.rule.clone())
-                            .push_bind(event.policy_version)
-                            .push_bind(to_i64(event.traffic.bytes_out))
-                            .push_bind(to_i64(event.traffic.bytes_in))
-                            .push_bind(to_i64(event.traffic.packets_out))
-                            .push_bind(to_i64(event.traffic.packets_in))
-                            .push_bind(to_i64(event.traffic.duration_ms));
-                    });
-                    insert.push(" ON CONFLICT (agent_id, seq, time_ms) DO NOTHING");
-                    stored += insert.build().execute(&mut *tx).await?.rows_affected();
+                for &i in &order {
+                    let Some(batch) = batches.get(i) else {
+                        continue;
+                    };
+                    let recorded = sqlx::query(BATCH_SQL)
+                        .bind(&batch.agent_id)
+                        .bind(batch.batch_seq)
+                        .bind(batch.received_ms)
+                        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if recorded == 0 {
+                        continue;
+                    }
+                    if let Some(f) = fresh.get_mut(i) {
+                        *f = true;
+                    }
+                    for chunk in batch.events.chunks(SQLITE_ROWS_PER_INSERT) {
+                        stored += insert_sqlite(&mut tx, batch, chunk).await?;
+                    }
                 }
                 tx.commit().await?;
-                Ok(Some(stored))
+                Ok(BatchesStored {
+                    fresh,
+                    events_stored: stored,
+                })
             }
             Pool::Postgres(pool) => {
-                let mut days: Vec<i64> = events
+                let mut days: Vec<i64> = batches
                     .iter()
+                    .flat_map(|b| &b.events)
                     .map(|e| e.time_ms.div_euclid(DAY_MS))
                     .collect();
                 days.sort_unstable();
@@ -278,20 +274,29 @@ impl Store {
                     .execute(pool)
                     .await?;
                 let mut tx = pool.begin().await?;
-                let fresh = sqlx::query(BATCH_SQL)
-                    .bind(agent_id)
-                    .bind(batch_seq)
-                    .bind(received_ms)
-                    .bind(count)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if fresh == 0 {
-                    return Ok(None);
-                }
-                let mut data = Vec::with_capacity(events.len() * 256);
-                for event in events {
-                    copy_line(&mut data, agent_id, received_ms, event);
+                let mut data = Vec::new();
+                for &i in &order {
+                    let Some(batch) = batches.get(i) else {
+                        continue;
+                    };
+                    let recorded = sqlx::query(BATCH_SQL)
+                        .bind(&batch.agent_id)
+                        .bind(batch.batch_seq)
+                        .bind(batch.received_ms)
+                        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if recorded == 0 {
+                        continue;
+                    }
+                    if let Some(f) = fresh.get_mut(i) {
+                        *f = true;
+                    }
+                    data.reserve(batch.events.len() * 256);
+                    for event in &batch.events {
+                        copy_line(&mut data, &batch.agent_id, batch.received_ms, event);
+                    }
                 }
                 // Usually no event of a new batch was stored before: copy straight into the
                 // events table, inside a savepoint. When one was (the unique key refuses the
@@ -316,7 +321,10 @@ impl Store {
                     Err(e) => return Err(e.into()),
                 };
                 tx.commit().await?;
-                Ok(Some(stored))
+                Ok(BatchesStored {
+                    fresh,
+                    events_stored: stored,
+                })
             }
         }
     }
@@ -519,6 +527,57 @@ pub fn verdict_keyword(v: Verdict) -> &'static str {
 /// Saturating: the service refuses numbers above `i64::MAX` before they get here.
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Inserts `chunk` (events of `batch`) in one multi-row statement; how many rows went in.
+async fn insert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &NewBatch,
+    chunk: &[ConnectionEvent],
+) -> Result<u64, sqlx::Error> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+        "INSERT INTO connection_events ({COLUMNS}) "
+    ));
+    insert.push_values(chunk, |mut row, event| {
+        let c = &event.connection;
+        let int = |n: Option<u32>| n.map(i64::from);
+        row.push_bind(batch.agent_id.as_str())
+            .push_bind(to_i64(event.seq))
+            .push_bind(event.time_ms)
+            .push_bind(batch.received_ms)
+            .push_bind(c.app_path.as_deref())
+            .push_bind(c.app_name.as_deref())
+            .push_bind(c.app_sha256.as_deref())
+            .push_bind(c.cmdline.as_deref())
+            .push_bind(c.user.as_deref())
+            .push_bind(int(c.uid))
+            .push_bind(c.parent_path.as_deref())
+            .push_bind(c.cgroup.as_deref())
+            .push_bind(c.unit.as_deref())
+            .push_bind(c.container_id.as_deref())
+            .push_bind(c.domain.as_deref())
+            .push_bind(c.src_ip.map(|ip| ip.to_string()))
+            .push_bind(c.src_ip.map(ip_key))
+            .push_bind(c.src_port.map(i64::from))
+            .push_bind(c.dst_ip.map(|ip| ip.to_string()))
+            .push_bind(c.dst_ip.map(ip_key))
+            .push_bind(c.dst_port.map(i64::from))
+            .push_bind(c.protocol.map(Protocol::as_str))
+            .push_bind(c.direction.as_str())
+            .push_bind(int(event.pid))
+            .push_bind(event.sni.as_deref())
+            .push_bind(event.action.as_str())
+            .push_bind(verdict_keyword(event.verdict))
+            .push_bind(event.rule.as_deref())
+            .push_bind(event.policy_version)
+            .push_bind(to_i64(event.traffic.bytes_out))
+            .push_bind(to_i64(event.traffic.bytes_in))
+            .push_bind(to_i64(event.traffic.packets_out))
+            .push_bind(to_i64(event.traffic.packets_in))
+            .push_bind(to_i64(event.traffic.duration_ms));
+    });
+    insert.push(" ON CONFLICT (agent_id, seq, time_ms) DO NOTHING");
+    Ok(insert.build().execute(conn).await?.rows_affected())
 }
 
 /// Copies `COPY` text rows into `table`; how many rows went in.

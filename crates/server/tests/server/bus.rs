@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
 use palisade_server::bus::{Bus, BusError, BusOptions, FanoutTopic, WorkTopic};
 use tokio::time::timeout;
+
+use crate::helpers::Topology;
 
 /// How long a test waits for a message that should come.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -63,61 +63,6 @@ impl Nodes {
             }
         }
     }
-}
-
-/// The RabbitMQ queues and exchanges of one case, deleted on drop.
-struct Topology {
-    url: String,
-    prefix: String,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        // Drop cannot await: delete from a thread of its own with a runtime of its own.
-        let (url, prefix) = (self.url.clone(), self.prefix.clone());
-        let deleted = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(delete_topology(&url, &prefix));
-        })
-        .join();
-        if deleted.is_err() && !std::thread::panicking() {
-            panic!(
-                "could not delete the queues and exchanges of {}",
-                self.prefix
-            );
-        }
-    }
-}
-
-async fn delete_topology(url: &str, prefix: &str) {
-    let connection = Connection::connect(url, connection_properties())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for topic in WorkTopic::ALL {
-        let name = format!("{prefix}.{}", topic.name());
-        channel
-            .queue_delete(&name, QueueDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    for topic in FanoutTopic::ALL {
-        let name = format!("{prefix}.{}", topic.name());
-        channel
-            .exchange_delete(&name, ExchangeDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    connection.close(200, "done").await.unwrap();
-}
-
-fn connection_properties() -> ConnectionProperties {
-    ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio::current())
 }
 
 fn options(prefix: &str) -> BusOptions {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, spawn_server};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, spawn_server, wait_for};
 
 /// Runs each case once on SQLite and once on PostgreSQL (skipped without the variable).
 macro_rules! on_both_backends {
@@ -48,6 +48,7 @@ on_both_backends!(
     policies_are_pushed_at_connect_and_on_change,
     malformed_and_oversized_messages_are_refused,
     new_routes_check_roles,
+    a_stalled_store_slows_agents_down_and_loses_nothing,
 );
 
 fn policy(name: &str, port: u16) -> String {
@@ -171,6 +172,12 @@ async fn enrolled_agent_heartbeats_and_shows_online(s: &TestServer) {
     uplink.send_batch(1, &[event(1), event(2)]).await.unwrap();
     // Stored under the agent's id, once, even when the batch is sent again (a lost ack).
     uplink.send_batch(1, &[event(1), event(2)]).await.unwrap();
+    wait_for("the re-sent batch to be recognised", || async {
+        s.metric(r#"palisade_event_batches_total{outcome="duplicate"}"#)
+            .await
+            == "1"
+    })
+    .await;
     let stored = s
         .get(
             &format!("/api/v1/events?agent={}", identity.agent_id),
@@ -622,4 +629,79 @@ async fn stop_ends_open_policy_streams() {
         .await
         .expect("the stream did not end");
     assert!(!matches!(ended, Ok(Some(_))), "{ended:?}");
+}
+
+/// Two agents send 80 batches each at once while the store is stalled: nothing is refused or
+/// dropped. On one node the acknowledgements wait for the store (the agents are slowed down,
+/// the queue is full, later batches wait for room); through RabbitMQ the broker holds the
+/// backlog. Once the store is back every event is stored exactly once.
+async fn a_stalled_store_slows_agents_down_and_loses_nothing(s: &TestServer) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const BATCHES: u64 = 80;
+    const PER_BATCH: u64 = 3;
+    let mut ids = Vec::new();
+    let mut uplinks = Vec::new();
+    for _ in 0..2 {
+        let enrolled = enroll(s).await;
+        uplinks.push(
+            Uplink::connect(&s.grpc_url(), &enrolled.identity)
+                .await
+                .unwrap(),
+        );
+        ids.push(enrolled.identity.agent_id);
+    }
+    let stall = s.stall_event_writes().await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut sends = tokio::task::JoinSet::new();
+    for uplink in &uplinks {
+        for batch in 1..=BATCHES {
+            let mut uplink = uplink.clone();
+            let acked = acked.clone();
+            sends.spawn(async move {
+                let events: Vec<_> = (0..PER_BATCH).map(|k| event(batch * 10 + k + 1)).collect();
+                let sent = uplink.send_batch(batch, &events).await;
+                if sent.is_ok() {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                sent
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if !s.through_bus() {
+        assert_eq!(
+            acked.load(Ordering::SeqCst),
+            0,
+            "a batch was acknowledged before it was stored"
+        );
+        assert_eq!(s.metric("palisade_ingest_queue_batches").await, "128");
+        let waits: u64 = s
+            .metric("palisade_ingest_waits_total")
+            .await
+            .parse()
+            .unwrap();
+        assert!(waits > 0, "no batch waited for room");
+    }
+    stall.release().await;
+    while let Some(sent) = sends.join_next().await {
+        sent.unwrap().unwrap();
+    }
+    let total = 2 * BATCHES * PER_BATCH;
+    wait_for("every event to be stored", || async {
+        s.metric(r#"palisade_events_total{outcome="stored"}"#).await == total.to_string()
+    })
+    .await;
+    for id in &ids {
+        let stored = s
+            .get(
+                &format!("/api/v1/events?agent={id}&limit=1000"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        let events = stored.body["events"].as_array().unwrap();
+        assert_eq!(events.len() as u64, BATCHES * PER_BATCH, "{}", stored.text);
+    }
+    assert_eq!(s.metric("palisade_ingest_busy_total").await, "0");
 }

@@ -1,8 +1,12 @@
 //! `spawn_server()` and the typed client the tests use.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use jiff::Timestamp;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection as AmqpConnection, ConnectionProperties};
+use palisade_server::bus::{FanoutTopic, WorkTopic};
 use palisade_server::credentials::Secret;
 use palisade_server::{Config, Database, RunningServer};
 use reqwest::StatusCode;
@@ -27,20 +31,42 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     database: Database,
     _schema: Option<PgSchema>,
+    topology: Option<Topology>,
 }
 
-/// Starts the real server on 127.0.0.1:0 with a fresh data directory (and, for PostgreSQL, a
-/// fresh schema). `None`, after saying so, when PostgreSQL is asked for but not configured.
+/// Starts the real server on 127.0.0.1:0 with a fresh data directory: SQLite with the
+/// in-process bus, or PostgreSQL (a fresh schema) with RabbitMQ (queues and exchanges of its
+/// own, deleted afterwards). `None`, after saying so, when PostgreSQL is asked for but not
+/// configured; RabbitMQ is used when `PALISADE_TEST_AMQP_URL` is set.
 pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
-    let (database, schema) = match backend {
-        Backend::Sqlite => (Database::Sqlite, None),
+    let (database, schema, topology) = match backend {
+        Backend::Sqlite => (Database::Sqlite, None, None),
         Backend::Postgres => {
             let Ok(url) = std::env::var("PALISADE_TEST_DATABASE_URL") else {
                 eprintln!("skipped: set PALISADE_TEST_DATABASE_URL to run this case on PostgreSQL");
                 return None;
             };
             let schema = PgSchema::create(&url).await;
-            (Database::Postgres(schema.url.clone()), Some(schema))
+            let topology = match std::env::var("PALISADE_TEST_AMQP_URL") {
+                Ok(url) => {
+                    static NEXT: AtomicU32 = AtomicU32::new(0);
+                    let prefix = format!(
+                        "palisade-test-{}-server-{}",
+                        std::process::id(),
+                        NEXT.fetch_add(1, Ordering::Relaxed)
+                    );
+                    Some(Topology { url, prefix })
+                }
+                Err(_) => {
+                    eprintln!("note: set PALISADE_TEST_AMQP_URL to run this case on RabbitMQ too");
+                    None
+                }
+            };
+            (
+                Database::Postgres(schema.url.clone()),
+                Some(schema),
+                topology,
+            )
         }
     };
     let dir = tempfile::tempdir().unwrap();
@@ -51,8 +77,8 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         grpc: "127.0.0.1:0".parse().unwrap(),
         liveness: palisade_server::agents::Liveness::default(),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
-        amqp_url: None,
-        amqp_prefix: None,
+        amqp_url: topology.as_ref().map(|t| t.url.clone()),
+        amqp_prefix: topology.as_ref().map(|t| t.prefix.clone()),
     };
     let server = palisade_server::start(config, Arc::new(now)).await.unwrap();
     Some(TestServer {
@@ -62,7 +88,24 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         dir,
         database,
         _schema: schema,
+        topology,
     })
+}
+
+/// Waits up to 10 s for `check` to hold, e.g. for a batch behind the message bus, which is
+/// stored just after the agent's acknowledgement; panics naming `what` if it never does.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("waited 10 s for {what}");
 }
 
 #[allow(clippy::disallowed_methods)]
@@ -180,9 +223,64 @@ impl TestServer {
         done.map_err(|e| e.to_string())
     }
 
+    /// Whether event batches go through RabbitMQ (PostgreSQL with `PALISADE_TEST_AMQP_URL`):
+    /// then an acknowledged batch is held by the broker and stored just after.
+    pub fn through_bus(&self) -> bool {
+        self.topology.is_some()
+    }
+
+    /// Takes, past the API, the database lock every event writer needs, as a store that has
+    /// fallen behind would hold it; writers wait until [`Stall::release`]. Keep it under 5 s
+    /// on SQLite, whose writers give up after that.
+    pub async fn stall_event_writes(&self) -> Stall {
+        match &self.database {
+            Database::Sqlite => {
+                let path = self.dir.path().join("data/palisade.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Stall::Sqlite(conn)
+            }
+            Database::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("LOCK TABLE event_batches IN EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Stall::Postgres(conn)
+            }
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.unwrap();
+        }
+    }
+}
+
+/// A held database lock that keeps event writers waiting (see `stall_event_writes`).
+pub enum Stall {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Stall {
+    /// Lets the writers go on.
+    pub async fn release(self) {
+        match self {
+            Stall::Sqlite(mut conn) => {
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+            Stall::Postgres(mut conn) => {
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
         }
     }
 }
@@ -192,6 +290,61 @@ pub async fn reply(response: reqwest::Response) -> Reply {
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, body, text }
+}
+
+/// The RabbitMQ queues and exchanges of one case, deleted on drop.
+pub struct Topology {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Drop cannot await: delete from a thread of its own with a runtime of its own.
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let deleted = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(delete_topology(&url, &prefix));
+        })
+        .join();
+        if deleted.is_err() && !std::thread::panicking() {
+            panic!(
+                "could not delete the queues and exchanges of {}",
+                self.prefix
+            );
+        }
+    }
+}
+
+pub async fn delete_topology(url: &str, prefix: &str) {
+    let connection = AmqpConnection::connect(url, connection_properties())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for topic in WorkTopic::ALL {
+        let name = format!("{prefix}.{}", topic.name());
+        channel
+            .queue_delete(&name, QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    for topic in FanoutTopic::ALL {
+        let name = format!("{prefix}.{}", topic.name());
+        channel
+            .exchange_delete(&name, ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    connection.close(200, "done").await.unwrap();
+}
+
+pub fn connection_properties() -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current())
 }
 
 /// A PostgreSQL schema of its own for one test server, dropped when the test ends.

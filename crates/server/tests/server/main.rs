@@ -1,7 +1,8 @@
 //! Integration tests of the server: the real node on port 0 with a throwaway data directory,
-//! driven over HTTP the way a user or script would. Every case runs on SQLite, and on
-//! PostgreSQL when `PALISADE_TEST_DATABASE_URL` is set (each run in a fresh schema that is
-//! dropped afterwards).
+//! driven over HTTP the way a user or script would. Every case runs on SQLite with the in-process
+//! bus, and on PostgreSQL when `PALISADE_TEST_DATABASE_URL` is set (each run in a fresh schema
+//! that is dropped afterwards), with RabbitMQ when `PALISADE_TEST_AMQP_URL` is set too (queues
+//! and exchanges of its own, deleted afterwards).
 //!
 //! Layout:
 //! - `helpers`: `spawn_server()`, the typed client, the throwaway PostgreSQL schema.

@@ -166,6 +166,9 @@ fn config(args: ServerArgs) -> Result<Config, String> {
             .map(Secret::new),
         amqp_url: settings.amqp_url,
         amqp_prefix: settings.amqp_prefix,
+        retention_interval: std::time::Duration::from_secs(
+            settings.retention_interval_seconds.get(),
+        ),
     })
 }
 

@@ -32,7 +32,8 @@ use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
 use crate::simulate::{self, SimulationReport};
 use crate::store::alerts::{Alert, Change};
-use crate::store::{EnrollmentToken, Group, PolicySummary, PolicyVersion, Store};
+use crate::store::{ApiToken, EnrollmentToken, Group, PolicySummary, PolicyVersion, Store};
+use crate::stored_settings::{self, Setting};
 use crate::{Clock, alerts, audit, auth};
 
 /// What every handler shares.
@@ -84,7 +85,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(validate_policy))
         .routes(routes!(simulate_policy))
         .routes(routes!(list_events))
-        .routes(routes!(create_token))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(get_settings, put_settings))
         .routes(routes!(audit_log))
         .routes(routes!(list_alerts))
         .routes(routes!(get_alert))
@@ -192,7 +195,7 @@ impl FromRequestParts<AppState> for Principal {
             .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(Error::Unauthenticated)?;
-        Ok(auth::authenticate(&state.store, token).await?)
+        Ok(auth::authenticate(&state.store, token, (state.clock)()).await?)
     }
 }
 
@@ -256,6 +259,9 @@ pub struct NewToken {
     pub name: String,
     /// `admin`, `editor`, `analyst`, `viewer`, `auditor` or `decision`.
     pub role: String,
+    /// How long it works, in seconds (at most 3650 days); absent: until it is revoked.
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
 }
 
 /// A group's assignment after `PUT /api/v1/groups/{name}/policy`.
@@ -285,7 +291,7 @@ pub struct AgentRevoked {
     pub revoked: bool,
 }
 
-/// The answer to revoking an enrollment token.
+/// The answer to revoking an enrollment token or an API token.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct TokenRevoked {
     /// The token.
@@ -358,12 +364,16 @@ fn one() -> i64 {
 /// A token just created: the only time its value is shown.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct CreatedToken {
+    /// Identifier in the API (to list or revoke it).
+    pub id: i64,
     /// Its name.
     pub name: String,
     /// Its role.
     pub role: String,
     /// The secret to send as `Authorization: Bearer TOKEN`.
     pub token: String,
+    /// When it stops working, RFC 3339 UTC; none: until it is revoked.
+    pub expires_at: Option<String>,
 }
 
 /// The audit log and whether its hash chain holds.
@@ -552,6 +562,16 @@ async fn list_events(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+/// Every API token, oldest first (never a secret).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<ApiToken>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(auth::list_tokens(&state.store, &who).await?))
+}
+
 /// Create an API token; its value is in this reply only.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -565,14 +585,68 @@ async fn create_token(
         .role
         .parse::<Role>()
         .map_err(|e| Error::BadRequest(e.to_string()))?;
-    let token = auth::create_token(&state.store, &who, &body.name, role, (state.clock)()).await?;
+    let lifetime = body.expires_in_seconds.map(jiff::SignedDuration::from_secs);
+    let (created, secret) = auth::create_token(
+        &state.store,
+        &who,
+        &body.name,
+        role,
+        lifetime,
+        (state.clock)(),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
-            name: body.name,
-            role: role.as_str().to_owned(),
-            token: token.expose().to_owned(),
+            id: created.id,
+            name: created.name,
+            role: created.role,
+            token: secret.expose().to_owned(),
+            expires_at: created.expires_at,
         }),
+    ))
+}
+
+/// Revoke an API token: it is refused from the next request on, on every node.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = i64, Path, description = "the token's identifier")),
+    responses((status = 200, body = TokenRevoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the last admin token that works", body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<TokenRevoked>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("API token {id:?}")))?;
+    auth::revoke_token(&state.store, &who, id, (state.clock)()).await?;
+    Ok(Json(TokenRevoked { id, revoked: true }))
+}
+
+/// Every setting stored in the database, with its value in force and its default.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings",
+    responses((status = 200, body = Vec<Setting>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn get_settings(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<Setting>>, ApiError> {
+    Ok(Json(stored_settings::list(&state.store, &who).await?))
+}
+
+/// Change settings: a JSON object of key to new value, e.g. `{"events.retention_days": 7}`.
+/// All are checked before any is stored.
+#[utoipa::path(put, path = "/api/v1/settings", tag = "settings",
+    request_body(content = Object, description = "key to new value, e.g. `{\"events.retention_days\": 7}`"),
+    responses((status = 200, body = Vec<Setting>), (status = 400, description = "an unknown key or a value the key does not take (named)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn put_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+) -> Result<Json<Vec<Setting>>, ApiError> {
+    let Json(changes) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(
+        stored_settings::update(&state.store, &who, &changes, (state.clock)()).await?,
     ))
 }
 

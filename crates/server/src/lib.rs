@@ -9,12 +9,13 @@
 //! - [`role`]: roles and what each may do.
 //! - [`credentials`]: passwords (argon2id), API tokens and their hashes, random secrets.
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
-//! - [`auth`]: authentication by API token, and creating tokens.
+//! - [`auth`]: authentication by API token, and the token service (create, list, revoke).
 //! - [`error`]: what services refuse or fail with.
 //! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
 //!   validate without storing, diff two versions.
 //! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
+//! - [`retention`]: the timer that applies event retention on every node.
 //! - [`simulate`]: replay a candidate policy over stored events, per application.
 //! - [`agents`]: agents, groups and policy assignment; heartbeats and online/offline.
 //! - [`enrollment`]: enrollment tokens and enrolling an agent.
@@ -28,6 +29,8 @@
 //! - [`metrics`]: request counters and the Prometheus text.
 //! - [`http`]: the axum router, bearer-token authentication and the one error-to-status mapping.
 //! - [`settings`]: what an operator sets: defaults, a TOML file, `PALISADE_*` variables.
+//! - [`stored_settings`]: what people change at run time through the API, kept in the
+//!   database (event retention).
 //! - [`server`]: starting the whole node (HTTP and the agent gateway) and stopping it.
 
 pub mod agents;
@@ -47,11 +50,13 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod policies;
+pub mod retention;
 pub mod role;
 pub mod server;
 pub mod settings;
 pub mod simulate;
 pub mod store;
+pub mod stored_settings;
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
-//! Request counters, event ingestion counters, the bus's counters, and the Prometheus text
-//! exposition.
+//! Request counters, event ingestion counters, the retention timer's counters, the bus's
+//! counters, and the Prometheus text exposition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::bus::Bus;
+use crate::store::RetentionReport;
 
 /// Counters of one server node.
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    retention: RetentionCounters,
     bus: Option<Bus>,
 }
 
@@ -20,8 +22,14 @@ impl Metrics {
     pub fn with_bus(bus: Bus) -> Metrics {
         Metrics {
             requests: Mutex::default(),
+            retention: RetentionCounters::default(),
             bus: Some(bus),
         }
+    }
+
+    /// What this node's retention timer removed.
+    pub fn retention(&self) -> &RetentionCounters {
+        &self.retention
     }
 
     /// Counts one answered request on `route` (the route pattern, not the path) with `status`.
@@ -53,6 +61,7 @@ impl Metrics {
              # TYPE palisade_policy_versions_total counter\n\
              palisade_policy_versions_total {policy_versions}\n"
         );
+        self.retention.render(&mut out);
         let bus = self.bus.as_ref().map(Bus::stats).unwrap_or_default();
         let _ = write!(
             out,
@@ -166,6 +175,61 @@ impl IngestCounters {
     }
 }
 
+/// What this node's retention timer did since the node started.
+#[derive(Debug, Default)]
+pub struct RetentionCounters {
+    runs_applied: AtomicU64,
+    runs_failed: AtomicU64,
+    events_removed: AtomicU64,
+    partitions_dropped: AtomicU64,
+    batches_forgotten: AtomicU64,
+}
+
+impl RetentionCounters {
+    /// A run completed and removed what `report` says.
+    pub fn applied(&self, report: &RetentionReport) {
+        let partitions = u64::try_from(report.partitions_dropped.len()).unwrap_or(u64::MAX);
+        self.runs_applied.fetch_add(1, Ordering::Relaxed);
+        self.events_removed
+            .fetch_add(report.events_removed, Ordering::Relaxed);
+        self.partitions_dropped
+            .fetch_add(partitions, Ordering::Relaxed);
+        self.batches_forgotten
+            .fetch_add(report.batches_forgotten, Ordering::Relaxed);
+    }
+
+    /// A run failed (it is tried again at the next one).
+    pub fn failed(&self) {
+        self.runs_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text format.
+    fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP palisade_retention_runs_total Event retention runs of this node, by outcome.\n\
+             # TYPE palisade_retention_runs_total counter\n\
+             palisade_retention_runs_total{{outcome=\"applied\"}} {}\n\
+             palisade_retention_runs_total{{outcome=\"failed\"}} {}\n\
+             # HELP palisade_retention_events_removed_total Connection events removed by this node's retention runs.\n\
+             # TYPE palisade_retention_events_removed_total counter\n\
+             palisade_retention_events_removed_total {}\n\
+             # HELP palisade_retention_partitions_dropped_total Day partitions of events dropped by this node's retention runs (PostgreSQL).\n\
+             # TYPE palisade_retention_partitions_dropped_total counter\n\
+             palisade_retention_partitions_dropped_total {}\n\
+             # HELP palisade_retention_batches_forgotten_total Event batch records forgotten by this node's retention runs.\n\
+             # TYPE palisade_retention_batches_forgotten_total counter\n\
+             palisade_retention_batches_forgotten_total {}\n",
+            get(&self.runs_applied),
+            get(&self.runs_failed),
+            get(&self.events_removed),
+            get(&self.partitions_dropped),
+            get(&self.batches_forgotten),
+        );
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
@@ -191,6 +255,25 @@ mod tests {
         assert!(text.contains("palisade_policy_versions_total 3\n"));
         assert!(text.contains("palisade_bus_reconnects_total 0\n"));
         assert!(text.contains("palisade_bus_publish_failures_total 0\n"));
+    }
+
+    #[test]
+    fn retention_runs_add_up() {
+        let m = Metrics::default();
+        let report = RetentionReport {
+            events_removed: 7,
+            partitions_dropped: vec!["connection_events_p20260101".to_owned()],
+            batches_forgotten: 2,
+        };
+        m.retention().applied(&report);
+        m.retention().applied(&report);
+        m.retention().failed();
+        let text = m.render(0);
+        assert!(text.contains("palisade_retention_runs_total{outcome=\"applied\"} 2\n"));
+        assert!(text.contains("palisade_retention_runs_total{outcome=\"failed\"} 1\n"));
+        assert!(text.contains("palisade_retention_events_removed_total 14\n"));
+        assert!(text.contains("palisade_retention_partitions_dropped_total 2\n"));
+        assert!(text.contains("palisade_retention_batches_forgotten_total 4\n"));
     }
 
     #[test]

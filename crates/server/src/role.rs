@@ -14,7 +14,7 @@ pub enum Role {
     Analyst,
     /// Reads.
     Viewer,
-    /// Reads, including the audit log.
+    /// Reads, including the audit log and the stored settings.
     Auditor,
     /// Only asks for decisions (the decision API).
     Decision,
@@ -29,8 +29,12 @@ pub enum Permission {
     WritePolicies,
     /// Read the audit log.
     ReadAudit,
-    /// Create API tokens.
+    /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Read the settings stored in the database (`GET /api/v1/settings`).
+    ReadSettings,
+    /// Change the settings stored in the database.
+    ManageSettings,
     /// List agents, groups and enrollment tokens.
     ReadAgents,
     /// Create enrollment tokens and groups, assign policies to groups, revoke and move agents.
@@ -83,6 +87,10 @@ impl Role {
             Permission::WritePolicies => matches!(self, Role::Admin | Role::Editor),
             Permission::ReadAudit => matches!(self, Role::Admin | Role::Auditor),
             Permission::ManageTokens => matches!(self, Role::Admin),
+            // Like the audit log: what the server is set to do is for those who run it and
+            // those who check it.
+            Permission::ReadSettings => matches!(self, Role::Admin | Role::Auditor),
+            Permission::ManageSettings => matches!(self, Role::Admin),
             Permission::ReadAgents => !matches!(self, Role::Decision),
             Permission::ManageAgents => matches!(self, Role::Admin | Role::Editor),
             // Every reading role; the auditor reads everything, events included.
@@ -99,7 +107,9 @@ impl fmt::Display for Permission {
             Permission::ReadPolicies => "read policies",
             Permission::WritePolicies => "create policy versions",
             Permission::ReadAudit => "read the audit log",
-            Permission::ManageTokens => "create API tokens",
+            Permission::ManageTokens => "manage API tokens",
+            Permission::ReadSettings => "read the server's settings",
+            Permission::ManageSettings => "change the server's settings",
             Permission::ReadAgents => "read agents, groups and enrollment tokens",
             Permission::ManageAgents => "manage agents, groups and enrollment tokens",
             Permission::ReadEvents => "read connection events",

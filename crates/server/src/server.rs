@@ -1,9 +1,11 @@
 //! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
-//! connect the bus, serve HTTP and the agent gateway until stopped.
+//! connect the bus, start the background tasks (the distribution hub's, the ingest writers, the retention timer),
+//! serve HTTP and the agent gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -66,6 +68,9 @@ pub struct Config {
     pub amqp_url: Option<String>,
     /// RabbitMQ: the first part of the queue and exchange names; none means `palisade`.
     pub amqp_prefix: Option<String>,
+    /// How often the retention timer runs (it also runs once at start); see
+    /// [`crate::retention::DEFAULT_INTERVAL`].
+    pub retention_interval: Duration,
 }
 
 /// The node did not start.
@@ -127,7 +132,8 @@ pub struct RunningServer {
     grpc_shutdown: oneshot::Sender<()>,
     stopping: tokio::sync::watch::Sender<bool>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
-    hub_tasks: Vec<JoinHandle<()>>,
+    /// The distribution hub's tasks and the retention timer; aborted at stop.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Opens the store, bootstraps on first start, binds and starts serving.
@@ -185,7 +191,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     }
     let bus = Bus::connect(config.amqp_url.as_deref(), bus_options).await?;
     let node_id = crate::credentials::random_token().map_err(StartError::NodeId)?;
-    let (hub, mut hub_tasks) =
+    let (hub, mut background) =
         Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
     // SQLite has one writer; PostgreSQL takes several transactions at once.
     let writers = match config.database {
@@ -194,10 +200,17 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     };
     let through_bus = config.amqp_url.is_some().then(|| bus.clone());
     let (pipeline, ingest_tasks) = Pipeline::start(store.clone(), writers, through_bus).await;
-    hub_tasks.extend(ingest_tasks);
+    background.extend(ingest_tasks);
+    let metrics = Arc::new(Metrics::with_bus(bus));
+    background.push(crate::retention::spawn(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        config.retention_interval,
+    ));
     let app = http::router(AppState {
         store: store.clone(),
-        metrics: Arc::new(Metrics::with_bus(bus)),
+        metrics,
         clock: clock.clone(),
         hub: hub.clone(),
         liveness: config.liveness,
@@ -249,7 +262,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         grpc_shutdown,
         stopping: stopping_sender,
         grpc_task,
-        hub_tasks,
+        background,
     })
 }
 
@@ -274,7 +287,7 @@ impl RunningServer {
         let _ = self.grpc_shutdown.send(());
         // Open policy streams never end by themselves; end them so the gateway can stop.
         let _ = self.stopping.send(true);
-        for task in &self.hub_tasks {
+        for task in &self.background {
             task.abort();
         }
         let served = self

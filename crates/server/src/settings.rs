@@ -9,9 +9,14 @@
 //! database_url = "postgres://palisade@db/palisade"
 //! amqp_url = "amqp://guest:guest@mq:5672/%2f"
 //! amqp_prefix = "palisade"
+//! retention_interval_seconds = 3600
 //! ```
+//!
+//! Settings people change while the server runs (event retention) are not here: they are in
+//! the database ([`crate::stored_settings`]).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -33,6 +38,8 @@ pub struct Settings {
     /// The first part of the bus's queue and exchange names on RabbitMQ; installs sharing one
     /// broker virtual host need different prefixes. None means `palisade`.
     pub amqp_prefix: Option<String>,
+    /// Seconds between two runs of the event retention timer (it also runs once at start).
+    pub retention_interval_seconds: NonZeroU64,
 }
 
 impl Default for Settings {
@@ -44,18 +51,23 @@ impl Default for Settings {
             database_url: None,
             amqp_url: None,
             amqp_prefix: None,
+            retention_interval_seconds: NonZeroU64::new(3600).unwrap_or(NonZeroU64::MIN),
         }
     }
 }
 
 /// The environment variable that overrides each setting.
-pub const ENVIRONMENT: [(&str, &str); 6] = [
+pub const ENVIRONMENT: [(&str, &str); 7] = [
     ("PALISADE_DATA", "data"),
     ("PALISADE_HTTP", "http"),
     ("PALISADE_GRPC", "grpc"),
     ("PALISADE_DATABASE_URL", "database_url"),
     ("PALISADE_AMQP_URL", "amqp_url"),
     ("PALISADE_AMQP_PREFIX", "amqp_prefix"),
+    (
+        "PALISADE_RETENTION_INTERVAL_SECONDS",
+        "retention_interval_seconds",
+    ),
 ];
 
 /// The settings cannot be used.
@@ -142,6 +154,11 @@ impl Settings {
                 "PALISADE_GRPC" => self.grpc = value.parse().map_err(|e| refuse(address(e)))?,
                 "PALISADE_DATABASE_URL" => self.database_url = optional(&value),
                 "PALISADE_AMQP_PREFIX" => self.amqp_prefix = optional(&value),
+                "PALISADE_RETENTION_INTERVAL_SECONDS" => {
+                    self.retention_interval_seconds = value.parse().map_err(|_| {
+                        refuse("expected a whole number of seconds, at least 1".to_owned())
+                    })?;
+                }
                 _ => self.amqp_url = optional(&value),
             }
         }
@@ -220,6 +237,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("p.toml:3:8: "), "{err}");
+    }
+
+    #[test]
+    fn the_retention_interval_is_at_least_a_second() {
+        let settings =
+            Settings::from_toml(Path::new("p.toml"), "retention_interval_seconds = 60\n").unwrap();
+        assert_eq!(settings.retention_interval_seconds.get(), 60);
+        assert_eq!(Settings::default().retention_interval_seconds.get(), 3600);
+        let err = Settings::from_toml(Path::new("p.toml"), "retention_interval_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.toml:1:30: "), "{err}");
+        let mut settings = Settings::default();
+        settings
+            .apply_environment(vars(&[("PALISADE_RETENTION_INTERVAL_SECONDS", "5")]))
+            .unwrap();
+        assert_eq!(settings.retention_interval_seconds.get(), 5);
+        let err = settings
+            .apply_environment(vars(&[("PALISADE_RETENTION_INTERVAL_SECONDS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("PALISADE_RETENTION_INTERVAL_SECONDS=\"0\": "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! holds an in-process lock; PostgreSQL transactions that append to the audit chain take an
 //! advisory lock so that several server nodes append one after another.
 //!
-//! Agents, groups and enrollment tokens have their queries in `store/agents.rs`.
+//! Agents, groups and enrollment tokens have their queries in `store/agents.rs`, API tokens in
+//! `store/tokens.rs`, the settings people change in `store/settings.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,7 +24,7 @@ use sqlx::sqlite::{
 
 use crate::audit::{self, GENESIS, chain_hash};
 use crate::metrics::IngestCounters;
-use crate::role::{Principal, Role};
+use crate::role::Role;
 
 /// The file name of the SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "palisade.db";
@@ -132,6 +133,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "alerts",
         include_str!("../migrations/sqlite/0004_alerts.sql"),
     ),
+    (
+        5,
+        "tokens_and_settings",
+        include_str!("../migrations/sqlite/0005_tokens_and_settings.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -155,6 +161,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         4,
         "alerts",
         include_str!("../migrations/postgres/0004_alerts.sql"),
+    ),
+    (
+        5,
+        "tokens_and_settings",
+        include_str!("../migrations/postgres/0005_tokens_and_settings.sql"),
     ),
 ]);
 
@@ -252,19 +263,23 @@ macro_rules! append_audit {
     }};
 }
 
-/// Inserts an API token row inside the transaction `$tx`.
+/// Inserts an API token row inside the transaction `$tx`; evaluates to its id.
 macro_rules! insert_token {
-    ($tx:ident, $name:expr, $hash:expr, $role:expr, $at:expr) => {
-        sqlx::query(
-            "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+    ($tx:ident, $name:expr, $hash:expr, $role:expr, $expires_at:expr, $by:expr, $at:expr) => {{
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO api_tokens (name, token_hash, role, expires_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind($name)
         .bind($hash)
         .bind($role.as_str())
+        .bind($expires_at)
+        .bind($by)
         .bind($at)
-        .execute(&mut *$tx)
+        .fetch_one(&mut *$tx)
         .await?;
-    };
+        id
+    }};
 }
 
 pub mod alerts;
@@ -371,49 +386,20 @@ impl Store {
                 .await?;
                 append_audit!(tx, at, "system", "user.create", &format!("user:{}", b.admin));
                 if let Some((name, hash)) = b.token {
-                    insert_token!(tx, name, hash, Role::Admin, at);
-                    append_audit!(tx, at, "system", "token.create", &format!("token:{name}"));
+                    let no_expiry: Option<&str> = None;
+                    let id = insert_token!(tx, name, hash, Role::Admin, no_expiry, "system", at);
+                    append_audit!(
+                        tx,
+                        at,
+                        "system",
+                        "token.create",
+                        &format!("token:{id} name:{name} role:{}", Role::Admin)
+                    );
                 }
                 true
             }
         });
         Ok(created)
-    }
-
-    /// Stores a new API token (its hash) and audits it.
-    pub async fn create_token(
-        &self,
-        name: &str,
-        token_hash: &str,
-        role: Role,
-        actor: &str,
-        at: &str,
-    ) -> Result<(), StoreError> {
-        write_tx!(self, tx => {
-            insert_token!(tx, name, token_hash, role, at);
-            append_audit!(tx, at, actor, "token.create", &format!("token:{name} role:{role}"));
-        });
-        Ok(())
-    }
-
-    /// Who holds the token with this hash, if anyone.
-    pub async fn token_principal(&self, token_hash: &str) -> Result<Option<Principal>, StoreError> {
-        let row: Option<(String, String)> = with_pool!(self, pool => {
-            sqlx::query_as("SELECT name, role FROM api_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(pool)
-                .await
-        })?;
-        row.map(|(name, role)| {
-            let role = role
-                .parse::<Role>()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(Principal {
-                actor: format!("token:{name}"),
-                role,
-            })
-        })
-        .transpose()
     }
 
     /// Every policy with its newest version, by name.
@@ -583,8 +569,12 @@ impl Store {
 }
 
 mod agents;
+mod settings;
+mod tokens;
 
 pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
+pub use settings::{SettingChange, StoredSetting};
+pub use tokens::{ApiToken, TokenRevocation};
 
 #[cfg(test)]
 mod tests {

@@ -416,6 +416,19 @@ impl Store {
                         continue;
                     }
                     let mut tx = pool.begin().await?;
+                    // Another node's retention run may be dropping the same partition: one
+                    // at a time, and a partition gone meanwhile is skipped.
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(RETENTION_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL")
+                        .bind(&name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if !exists {
+                        continue;
+                    }
                     // `name` matched connection_events_pYYYYMMDD, so it needs no quoting
                     // beyond this.
                     let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM \"{name}\""))
@@ -456,6 +469,9 @@ impl Store {
         }
     }
 }
+
+/// The advisory lock key (PostgreSQL) that lets one retention run at a time drop a partition.
+const RETENTION_LOCK: i64 = 0x7061_6c69_7265_7465; // "palirete"
 
 /// Forgets the batch records received before `$1`.
 const FORGET_BATCHES: &str = "DELETE FROM event_batches WHERE received_ms < $1";

@@ -294,6 +294,7 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
             bootstrap_token: None,
             amqp_url: None,
             amqp_prefix: None,
+            retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
         },
         std::sync::Arc::new(|| jiff::Timestamp::UNIX_EPOCH),
     )

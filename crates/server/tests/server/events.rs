@@ -28,11 +28,11 @@ on_both_backends!(
 
 /// Now, to the millisecond (the precision events have).
 #[allow(clippy::disallowed_methods)]
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap()
 }
 
-fn event(seq: u64, time: Timestamp, fields: Value) -> ConnectionEvent {
+pub fn event(seq: u64, time: Timestamp, fields: Value) -> ConnectionEvent {
     let mut e = json!({
         "seq": seq,
         "time_ms": time.as_millisecond(),
@@ -46,7 +46,7 @@ fn event(seq: u64, time: Timestamp, fields: Value) -> ConnectionEvent {
     serde_json::from_value(e).unwrap()
 }
 
-async fn ingest(s: &TestServer, agent: &str, batch: u64, events: &[ConnectionEvent]) -> usize {
+pub async fn ingest(s: &TestServer, agent: &str, batch: u64, events: &[ConnectionEvent]) -> usize {
     let store = &s.server.as_ref().unwrap().store;
     match events::ingest(store, agent, batch, events, now())
         .await
@@ -70,7 +70,7 @@ async fn query(s: &TestServer, token: &str, params: &[(&str, &str)]) -> (StatusC
 }
 
 /// The (agent, seq) of every event one JSON page holds.
-async fn keys(s: &TestServer, params: &[(&str, &str)]) -> BTreeSet<String> {
+pub async fn keys(s: &TestServer, params: &[(&str, &str)]) -> BTreeSet<String> {
     let (status, text) = query(s, ADMIN_TOKEN, params).await;
     assert_eq!(status, StatusCode::OK, "{params:?}: {text}");
     let body: Value = serde_json::from_str(&text).unwrap();
@@ -82,7 +82,7 @@ async fn keys(s: &TestServer, params: &[(&str, &str)]) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(keys: &[&str]) -> BTreeSet<String> {
+pub fn set(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| (*k).to_owned()).collect()
 }
 

@@ -39,6 +39,14 @@ pub struct TestServer {
 /// own, deleted afterwards). `None`, after saying so, when PostgreSQL is asked for but not
 /// configured; RabbitMQ is used when `PALISADE_TEST_AMQP_URL` is set.
 pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
+    spawn_server_with(backend, |_| {}).await
+}
+
+/// [`spawn_server`] with the configuration changed by `configure` before the start.
+pub async fn spawn_server_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+) -> Option<TestServer> {
     let (database, schema, topology) = match backend {
         Backend::Sqlite => (Database::Sqlite, None, None),
         Backend::Postgres => {
@@ -70,7 +78,7 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().join("data"),
         database: database.clone(),
         http: "127.0.0.1:0".parse().unwrap(),
@@ -79,7 +87,9 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
         amqp_url: topology.as_ref().map(|t| t.url.clone()),
         amqp_prefix: topology.as_ref().map(|t| t.prefix.clone()),
+        retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
     };
+    configure(&mut config);
     let server = palisade_server::start(config, Arc::new(now)).await.unwrap();
     Some(TestServer {
         base: format!("http://{}", server.http),
@@ -195,6 +205,16 @@ impl TestServer {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
             .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// The database opened a second time, as another server node sharing it would.
+    pub async fn another_node_store(&self) -> palisade_server::Store {
+        match &self.database {
+            Database::Sqlite => palisade_server::Store::open_sqlite(&self.dir.path().join("data"))
+                .await
+                .unwrap(),
+            Database::Postgres(url) => palisade_server::Store::open_postgres(url).await.unwrap(),
+        }
     }
 
     /// Runs SQL on the server's database directly, past the API (as an intruder with database
@@ -404,8 +424,32 @@ impl Drop for PgSchema {
 
 /// Runs each case (an `async fn(&TestServer)` in the invoking module, which also imports
 /// `spawn_server` and `Backend`) once on SQLite and once on PostgreSQL (skipped without the
-/// variable).
+/// variable). `configured by F; case, ...` starts each server with `spawn_server_with(_, F)`,
+/// `F` a function of the invoking module that changes the `Config`.
 macro_rules! on_both_backends {
+    (configured by $configure:ident; $($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let backend = crate::helpers::Backend::Sqlite;
+                    if let Some(s) = crate::helpers::spawn_server_with(backend, super::$configure).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let backend = crate::helpers::Backend::Postgres;
+                    if let Some(s) = crate::helpers::spawn_server_with(backend, super::$configure).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+            }
+        )*
+    };
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {

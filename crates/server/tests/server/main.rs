@@ -12,6 +12,9 @@
 //! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
 //!   validate, diff and simulate.
 //! - `alerts`: raising, merging and working alerts.
+//! - `tokens`: API tokens: expiry, listing without secrets, revocation, who may manage them.
+//! - `settings`: settings stored in the database, and the retention timer that applies
+//!   `events.retention_days`.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
@@ -32,3 +35,5 @@ mod bus;
 mod events;
 mod gateway;
 mod openapi;
+mod settings;
+mod tokens;

@@ -20,6 +20,8 @@
 //! - [`enrollment`]: enrollment tokens and enrolling an agent.
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
+//! - [`isolation`]: the policy the server generates for an isolated agent.
+//! - [`watchdog`]: the task that raises (and resolves) `agent_offline` alerts.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`bus`]: the message bus between parts and nodes: in-process, or RabbitMQ for several nodes.
 //! - [`bootstrap`]: what the first start creates (the admin, its password file, a bootstrap token).
@@ -42,6 +44,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod policies;
 pub mod role;
@@ -49,6 +52,7 @@ pub mod server;
 pub mod settings;
 pub mod simulate;
 pub mod store;
+pub mod watchdog;
 
 use std::sync::Arc;
 

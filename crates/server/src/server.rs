@@ -126,6 +126,7 @@ pub struct RunningServer {
     grpc_shutdown: oneshot::Sender<()>,
     stopping: tokio::sync::watch::Sender<bool>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The hub's bus tasks and the agent watchdog, aborted on stop.
     hub_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -184,7 +185,13 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     }
     let bus = Bus::connect(config.amqp_url.as_deref(), bus_options).await?;
     let node_id = crate::credentials::random_token().map_err(StartError::NodeId)?;
-    let (hub, hub_tasks) = Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
+    let (hub, mut hub_tasks) =
+        Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
+    hub_tasks.push(crate::watchdog::spawn(
+        store.clone(),
+        config.liveness,
+        clock.clone(),
+    ));
     let app = http::router(AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::with_bus(bus)),
@@ -204,6 +211,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         ca,
         hub,
         clock,
+        isolation: crate::isolation::policy(grpc.port()),
         stopping,
     }
     .into_server();

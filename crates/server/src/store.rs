@@ -132,6 +132,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "alerts",
         include_str!("../migrations/sqlite/0004_alerts.sql"),
     ),
+    (
+        5,
+        "agent isolation",
+        include_str!("../migrations/sqlite/0005_agent_isolation.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -155,6 +160,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         4,
         "alerts",
         include_str!("../migrations/postgres/0004_alerts.sql"),
+    ),
+    (
+        5,
+        "agent isolation",
+        include_str!("../migrations/postgres/0005_agent_isolation.sql"),
     ),
 ]);
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use palisade_server::agents::Liveness;
 use palisade_server::credentials::Secret;
 use palisade_server::{Config, Database, RunningServer};
 use reqwest::StatusCode;
@@ -32,6 +33,11 @@ pub struct TestServer {
 /// Starts the real server on 127.0.0.1:0 with a fresh data directory (and, for PostgreSQL, a
 /// fresh schema). `None`, after saying so, when PostgreSQL is asked for but not configured.
 pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
+    spawn_server_with(backend, Liveness::default()).await
+}
+
+/// [`spawn_server`] with agents counted offline (and the watchdog ticking) as `liveness` says.
+pub async fn spawn_server_with(backend: Backend, liveness: Liveness) -> Option<TestServer> {
     let (database, schema) = match backend {
         Backend::Sqlite => (Database::Sqlite, None),
         Backend::Postgres => {
@@ -49,7 +55,7 @@ pub async fn spawn_server(backend: Backend) -> Option<TestServer> {
         database: database.clone(),
         http: "127.0.0.1:0".parse().unwrap(),
         grpc: "127.0.0.1:0".parse().unwrap(),
-        liveness: palisade_server::agents::Liveness::default(),
+        liveness,
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN.to_owned())),
         amqp_url: None,
         amqp_prefix: None,
@@ -251,8 +257,32 @@ impl Drop for PgSchema {
 
 /// Runs each case (an `async fn(&TestServer)` in the invoking module, which also imports
 /// `spawn_server` and `Backend`) once on SQLite and once on PostgreSQL (skipped without the
-/// variable).
+/// variable). With `liveness = FN;` first, the servers are started with
+/// `spawn_server_with(backend, FN())` (the module imports `spawn_server_with`).
 macro_rules! on_both_backends {
+    (liveness = $liveness:ident; $($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let liveness = super::$liveness();
+                    if let Some(s) = super::spawn_server_with(super::Backend::Sqlite, liveness).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let liveness = super::$liveness();
+                    if let Some(s) = super::spawn_server_with(super::Backend::Postgres, liveness).await {
+                        super::$case(&s).await;
+                        s.stop().await;
+                    }
+                }
+            }
+        )*
+    };
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {

@@ -11,6 +11,9 @@
 //! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
 //!   validate, diff and simulate.
 //! - `alerts`: raising, merging and working alerts.
+//! - `isolation`: isolating and releasing agents, through the real agent client and the
+//!   simulated endpoint.
+//! - `offline`: the watchdog's `agent_offline` alert.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
@@ -30,4 +33,6 @@ mod api;
 mod bus;
 mod events;
 mod gateway;
+mod isolation;
+mod offline;
 mod openapi;

@@ -134,7 +134,7 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
     ),
     (
         5,
-        "agent isolation",
+        "agent_isolation",
         include_str!("../migrations/sqlite/0005_agent_isolation.sql"),
     ),
 ]);
@@ -163,7 +163,7 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
     ),
     (
         5,
-        "agent isolation",
+        "agent_isolation",
         include_str!("../migrations/postgres/0005_agent_isolation.sql"),
     ),
 ]);

@@ -1,6 +1,7 @@
 //! The agent service: groups and the policy assigned to each, agents (list, get, revoke, move
-//! to another group), and what agents report in their heartbeats. Whether an agent is online
-//! is computed from its last heartbeat and the clock passed in, so no background job is needed.
+//! to another group, isolate and release), and what agents report in their heartbeats. Whether an agent is online
+//! is computed from its last heartbeat and the clock passed in ([`is_online`]), so listing needs
+//! no background job (the [`crate::watchdog`] uses the same rule to raise `agent_offline`).
 //! Every change is audited (in the store, in the same transaction) and published to the
 //! agents' policy streams ([`Distribution`]).
 
@@ -30,6 +31,14 @@ pub struct Liveness {
     pub heartbeat_interval: Duration,
     /// How many intervals may pass without one before the agent is shown offline.
     pub missed_heartbeats: u32,
+}
+
+impl Liveness {
+    /// How long an agent may stay silent and still count as online.
+    pub fn window(&self) -> Duration {
+        self.heartbeat_interval
+            .saturating_mul(self.missed_heartbeats)
+    }
 }
 
 impl Default for Liveness {
@@ -79,6 +88,11 @@ pub struct Agent {
     pub last_seen: Option<String>,
     /// When it was revoked.
     pub revoked_at: Option<String>,
+    /// Whether it is isolated: it enforces the server's isolation policy instead of its
+    /// group's.
+    pub isolated: bool,
+    /// Since when it is isolated.
+    pub isolated_at: Option<String>,
 }
 
 /// What a heartbeat reports.
@@ -198,6 +212,31 @@ pub async fn revoke(
     Ok(())
 }
 
+/// Isolates an agent: from now on its policy stream, on whichever node holds it, sends the
+/// isolation policy instead of its group's, also after a reconnect, until it is released.
+/// Isolating an isolated agent changes nothing (and is not an error).
+pub async fn isolate(
+    store: &Store,
+    hub: &Distribution,
+    who: &Principal,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    set_isolation(store, hub, who, id, true, now).await
+}
+
+/// Releases an isolated agent: it receives its group's current policy again. Releasing an
+/// agent that is not isolated changes nothing (and is not an error).
+pub async fn release(
+    store: &Store,
+    hub: &Distribution,
+    who: &Principal,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    set_isolation(store, hub, who, id, false, now).await
+}
+
 /// Moves an agent to `group`; it receives that group's policy at once.
 pub async fn move_to_group(
     store: &Store,
@@ -256,6 +295,35 @@ pub async fn heartbeat(
     Ok(())
 }
 
+async fn set_isolation(
+    store: &Store,
+    hub: &Distribution,
+    who: &Principal,
+    id: &str,
+    isolated: bool,
+    now: Timestamp,
+) -> Result<(), Error> {
+    who.require(Permission::ManageAgents)?;
+    match store
+        .set_isolation(id, isolated, &who.actor, &now.to_string())
+        .await?
+    {
+        None => Err(Error::NotFound(format!("agent {id:?}"))),
+        // Already so: nothing to tell the streams.
+        Some(false) => Ok(()),
+        Some(true) => {
+            tracing::info!(agent = id, isolated, actor = %who.actor, "agent isolation changed");
+            let agent_id = id.to_owned();
+            hub.publish(if isolated {
+                Update::AgentIsolated { agent_id }
+            } else {
+                Update::AgentReleased { agent_id }
+            });
+            Ok(())
+        }
+    }
+}
+
 /// Refuses text an agent reports that is empty, too long or has control characters.
 pub fn check_report(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.len() > MAX_REPORT_LEN || value.chars().any(char::is_control) {
@@ -267,20 +335,23 @@ pub fn check_report(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-fn view(a: AgentRecord, liveness: Liveness, now: Timestamp) -> Agent {
-    let window = liveness
-        .heartbeat_interval
-        .saturating_mul(liveness.missed_heartbeats);
-    let heard = a
-        .last_seen
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
+/// Whether an agent last heard from at `last_seen` counts as online at `now`.
+pub fn is_online(last_seen: Option<Timestamp>, liveness: Liveness, now: Timestamp) -> bool {
+    last_seen
         .and_then(|seen| {
-            jiff::SignedDuration::try_from(window)
+            jiff::SignedDuration::try_from(liveness.window())
                 .ok()
                 .and_then(|w| seen.checked_add(w).ok())
         })
-        .is_some_and(|until| until > now);
+        .is_some_and(|until| until > now)
+}
+
+fn view(a: AgentRecord, liveness: Liveness, now: Timestamp) -> Agent {
+    let seen = a
+        .last_seen
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let heard = is_online(seen, liveness, now);
     let status = if a.revoked_at.is_some() {
         Status::Revoked
     } else if heard {
@@ -300,6 +371,8 @@ fn view(a: AgentRecord, liveness: Liveness, now: Timestamp) -> Agent {
         enrolled_at: a.enrolled_at,
         last_seen: a.last_seen,
         revoked_at: a.revoked_at,
+        isolated: a.isolated_at.is_some(),
+        isolated_at: a.isolated_at,
     }
 }
 
@@ -335,6 +408,7 @@ mod tests {
             last_seen: last_seen.map(str::to_owned),
             policy_version: None,
             counters: BTreeMap::new(),
+            isolated_at: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! A small interface ([`Distribution::publish`], [`Distribution::subscribe`]). Locally it is a
 //! broadcast channel; [`Distribution::over_bus`] also routes every update through the bus
-//! ([`FanoutTopic::PolicyUpdates`], JSON): a node delivers its own change to its own streams at
+//! (JSON; [`FanoutTopic::Commands`] for commands to one agent — isolate, release, revoke — and
+//! [`FanoutTopic::PolicyUpdates`] for the rest, see [`Update::topic`]): a node delivers its own change to its own streams at
 //! once and publishes it for the others; each node subscribes and re-publishes into its local
 //! channel what other nodes published (its own messages, recognised by the node id, are
 //! skipped, so a change is delivered once per node). A stream that falls behind by more than
@@ -50,9 +51,35 @@ pub enum Update {
         /// The agent.
         agent_id: String,
     },
+    /// The agent is isolated: its stream sends the isolation policy instead of its group's.
+    AgentIsolated {
+        /// The agent.
+        agent_id: String,
+    },
+    /// The agent is released from isolation: its stream sends its group's policy again.
+    AgentReleased {
+        /// The agent.
+        agent_id: String,
+    },
     /// Updates may have been missed (the bus lost its broker connection): every stream re-reads
     /// its agent's group and policy from the store.
     Resync,
+}
+
+impl Update {
+    /// The bus topic the update travels on: commands for one agent on
+    /// [`FanoutTopic::Commands`] (the node holding its stream acts), policy changes on
+    /// [`FanoutTopic::PolicyUpdates`].
+    pub fn topic(&self) -> FanoutTopic {
+        match self {
+            Update::AgentRevoked { .. }
+            | Update::AgentIsolated { .. }
+            | Update::AgentReleased { .. } => FanoutTopic::Commands,
+            Update::GroupPolicy { .. } | Update::AgentMoved { .. } | Update::Resync => {
+                FanoutTopic::PolicyUpdates
+            }
+        }
+    }
 }
 
 /// An update as it travels on the bus: with the node that published it.
@@ -83,20 +110,27 @@ impl Default for Distribution {
 impl Distribution {
     /// A hub whose updates also reach, through `bus`, the streams of every node subscribed to
     /// it, and that delivers theirs to this node's streams. `node_id` must differ between nodes.
-    /// Subscribed before this returns. The two tasks (publishing, receiving) run until
-    /// aborted or the bus closes.
+    /// Subscribed (to both topics) before this returns. The tasks (publishing, one receiving
+    /// per topic) run until aborted or the bus closes.
     pub async fn over_bus(bus: Bus, node_id: String) -> (Distribution, Vec<JoinHandle<()>>) {
         let sender = broadcast::channel(CAPACITY).0;
         let (outbound, queue) = mpsc::channel(CAPACITY);
-        let subscription = bus.subscribe(FanoutTopic::PolicyUpdates).await;
-        let receiving = tokio::spawn(receive(subscription, sender.clone(), node_id.clone()));
-        let publishing = tokio::spawn(publish_on_bus(bus, queue, node_id));
+        let mut tasks = Vec::new();
+        for topic in [FanoutTopic::PolicyUpdates, FanoutTopic::Commands] {
+            let subscription = bus.subscribe(topic).await;
+            tasks.push(tokio::spawn(receive(
+                subscription,
+                sender.clone(),
+                node_id.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(publish_on_bus(bus, queue, node_id)));
         (
             Distribution {
                 sender,
                 outbound: Some(outbound),
             },
-            vec![receiving, publishing],
+            tasks,
         )
     }
 
@@ -120,11 +154,12 @@ impl Distribution {
     }
 }
 
-/// Publishes this node's updates on the bus, in order; an update the bus refuses (broker away)
+/// Publishes this node's updates on the bus (each on its [`Update::topic`]), in order; an update the bus refuses (broker away)
 /// is published again until it is accepted, so the other nodes hear of it once the broker is
 /// back.
 async fn publish_on_bus(bus: Bus, mut queue: mpsc::Receiver<Update>, origin: String) {
     while let Some(update) = queue.recv().await {
+        let topic = update.topic();
         let envelope = Envelope {
             origin: origin.clone(),
             update,
@@ -137,10 +172,7 @@ async fn publish_on_bus(bus: Bus, mut queue: mpsc::Receiver<Update>, origin: Str
             }
         };
         loop {
-            match bus
-                .publish(FanoutTopic::PolicyUpdates, payload.clone())
-                .await
-            {
+            match bus.publish(topic, payload.clone()).await {
                 Ok(()) => break,
                 Err(BusError::Closed) => return,
                 Err(e) => {
@@ -243,6 +275,36 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(rx.try_recv().is_err());
         }
+        for task in tasks_a.into_iter().chain(tasks_b) {
+            task.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_travel_on_the_commands_topic_and_reach_the_other_node() {
+        let bus = Bus::in_process(&crate::bus::BusOptions::default());
+        let mut commands = bus.subscribe(FanoutTopic::Commands).await;
+        let mut policy_updates = bus.subscribe(FanoutTopic::PolicyUpdates).await;
+        let (a, tasks_a) = Distribution::over_bus(bus.clone(), "node-a".into()).await;
+        let (b, tasks_b) = Distribution::over_bus(bus, "node-b".into()).await;
+        let mut on_b = b.subscribe();
+        let isolate = Update::AgentIsolated {
+            agent_id: "agent-1".into(),
+        };
+        a.publish(isolate.clone());
+        let got = tokio::time::timeout(Duration::from_secs(5), on_b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*got, isolate);
+        let raw = tokio::time::timeout(Duration::from_secs(5), commands.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let envelope: Envelope = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(envelope.update, isolate);
+        let quiet = tokio::time::timeout(Duration::from_millis(100), policy_updates.next()).await;
+        assert!(quiet.is_err(), "a command went to the policy updates topic");
         for task in tasks_a.into_iter().chain(tasks_b) {
             task.abort();
         }

@@ -41,6 +41,8 @@ pub struct GatewayService {
     pub pipeline: Pipeline,
     /// The current time.
     pub clock: Clock,
+    /// What isolated agents connected to this node enforce ([`crate::isolation::policy`]).
+    pub isolation: Policy,
     /// Becomes `true` when the node stops: open policy streams end, so that the graceful
     /// shutdown does not wait for them forever.
     pub stopping: watch::Receiver<bool>,
@@ -137,18 +139,18 @@ impl Gateway for GatewayService {
         request: Request<PoliciesRequest>,
     ) -> Result<Response<PolicyStream>, Status> {
         let agent = self.authenticate(&request).await?;
-        // Subscribe before reading the current policy, so no change falls in between.
+        // Subscribe before reading where the agent stands, so no change falls in between.
         let updates = self.hub.subscribe();
-        let current = self
-            .store
-            .group_policy(&agent.group)
+        let start = standing(&self.store, &agent.id)
             .await
-            .map_err(|e| status(Error::Store(e)))?;
+            .map_err(status)?
+            .ok_or_else(|| Status::permission_denied(format!("agent {} is revoked", agent.id)))?;
         let (out, rx) = mpsc::channel(4);
         tokio::spawn(feed(
             self.store.clone(),
-            agent,
-            current,
+            agent.id,
+            start,
+            self.isolation.clone(),
             updates,
             out,
             self.stopping.clone(),
@@ -210,19 +212,31 @@ pub fn status(e: Error) -> Status {
     }
 }
 
-/// Feeds one agent's policy stream: the current policy, then every change for its group, until
-/// the agent goes away or is revoked.
+/// Feeds one agent's policy stream: the current policy (the isolation policy while the agent is
+/// isolated, else its group's), then every change for it, until the agent goes away or is
+/// revoked. While isolated, changes of its group's policy are not sent; releasing it sends the
+/// group's current policy.
 async fn feed(
     store: Arc<Store>,
-    agent: CertifiedAgent,
-    current: Option<PolicyVersion>,
+    agent_id: String,
+    start: Standing,
+    isolation: Policy,
     mut updates: broadcast::Receiver<Arc<Update>>,
     out: mpsc::Sender<Result<Policy, Status>>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let mut group = agent.group;
+    let Standing {
+        mut group,
+        mut isolated,
+        policy,
+    } = start;
     let mut sent: Option<(i64, i64)> = None;
-    if !send(&out, &mut sent, current).await {
+    let first = if isolated {
+        Some(isolation.clone())
+    } else {
+        policy.map(message)
+    };
+    if !send(&out, &mut sent, first).await {
         return;
     }
     loop {
@@ -244,9 +258,17 @@ async fn feed(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let next = match &*update {
-            Update::GroupPolicy { group: g, policy } if *g == group => Some(policy.clone()),
-            Update::AgentMoved { agent_id, group: g } if *agent_id == agent.id => {
+            Update::GroupPolicy { group: g, policy } if *g == group && !isolated => {
+                Some(policy.clone())
+            }
+            Update::AgentMoved {
+                agent_id: a,
+                group: g,
+            } if *a == agent_id => {
                 group.clone_from(g);
+                if isolated {
+                    continue;
+                }
                 match store.group_policy(&group).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -255,7 +277,7 @@ async fn feed(
                     }
                 }
             }
-            Update::AgentRevoked { agent_id } if *agent_id == agent.id => {
+            Update::AgentRevoked { agent_id: a } if *a == agent_id => {
                 let _ = out
                     .send(Err(Status::permission_denied(format!(
                         "agent {agent_id} is revoked"
@@ -263,10 +285,34 @@ async fn feed(
                     .await;
                 return;
             }
-            Update::Resync => match resync(&store, &agent.id).await {
-                Ok(Some((g, p))) => {
-                    group = g;
-                    p
+            Update::AgentIsolated { agent_id: a } if *a == agent_id => {
+                isolated = true;
+                if !send(&out, &mut sent, Some(isolation.clone())).await {
+                    return;
+                }
+                continue;
+            }
+            Update::AgentReleased { agent_id: a } if *a == agent_id && isolated => {
+                isolated = false;
+                match store.group_policy(&group).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = out.send(Err(status(Error::Store(e)))).await;
+                        return;
+                    }
+                }
+            }
+            Update::Resync => match standing(&store, &agent_id).await {
+                Ok(Some(now)) => {
+                    group = now.group;
+                    isolated = now.isolated;
+                    if isolated {
+                        if !send(&out, &mut sent, Some(isolation.clone())).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    now.policy
                 }
                 Ok(None) => {
                     let _ = out
@@ -281,17 +327,22 @@ async fn feed(
             },
             _ => continue,
         };
-        if !send(&out, &mut sent, next).await {
+        if !send(&out, &mut sent, next.map(message)).await {
             return;
         }
     }
 }
 
-/// The agent's group and its policy now; `None` when it is gone or revoked.
-async fn resync(
-    store: &Store,
-    agent_id: &str,
-) -> Result<Option<(String, Option<PolicyVersion>)>, Error> {
+/// Where an agent stands: its group, whether it is isolated, its group's current policy.
+#[derive(Debug)]
+struct Standing {
+    group: String,
+    isolated: bool,
+    policy: Option<PolicyVersion>,
+}
+
+/// The agent's standing now; `None` when it is gone or revoked.
+async fn standing(store: &Store, agent_id: &str) -> Result<Option<Standing>, Error> {
     let Some(agent) = store.agent(agent_id).await? else {
         return Ok(None);
     };
@@ -299,14 +350,32 @@ async fn resync(
         return Ok(None);
     }
     let policy = store.group_policy(&agent.group).await?;
-    Ok(Some((agent.group, policy)))
+    Ok(Some(Standing {
+        group: agent.group,
+        isolated: agent.isolated_at.is_some(),
+        policy,
+    }))
 }
 
-/// Sends `policy` unless it is the one sent last; `false` when the agent has gone.
+/// A stored policy version as the agent receives it.
+fn message(p: PolicyVersion) -> Policy {
+    Policy {
+        policy_id: p.policy_id,
+        name: p.name,
+        version: p.version,
+        format: p.format,
+        source: p.source,
+        isolation: false,
+    }
+}
+
+/// Sends `policy` unless it is the one sent last; `false` when the agent has gone. The
+/// isolation policy is policy 0 version 0, so it is sent once when isolation starts, and the
+/// group's policy is sent again when it ends.
 async fn send(
     out: &mpsc::Sender<Result<Policy, Status>>,
     sent: &mut Option<(i64, i64)>,
-    policy: Option<PolicyVersion>,
+    policy: Option<Policy>,
 ) -> bool {
     let Some(p) = policy else { return true };
     let key = (p.policy_id, p.version);
@@ -319,13 +388,5 @@ async fn send(
         return true;
     }
     *sent = Some(key);
-    out.send(Ok(Policy {
-        policy_id: p.policy_id,
-        name: p.name,
-        version: p.version,
-        format: p.format,
-        source: p.source,
-    }))
-    .await
-    .is_ok()
+    out.send(Ok(p)).await.is_ok()
 }

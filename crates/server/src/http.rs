@@ -99,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
         .routes(routes!(revoke_agent))
+        .routes(routes!(isolate_agent))
+        .routes(routes!(release_agent))
         .routes(routes!(move_agent))
         .routes(routes!(list_enrollment_tokens, create_enrollment_token))
         .routes(routes!(revoke_enrollment_token))
@@ -834,6 +836,38 @@ async fn revoke_agent(
 ) -> Result<Json<AgentRevoked>, ApiError> {
     agents::revoke(&state.store, &state.hub, &who, &id, (state.clock)()).await?;
     Ok(Json(AgentRevoked { id, revoked: true }))
+}
+
+/// Isolate an agent: it enforces the server's isolation policy (everything blocked but its
+/// gateway) instead of its group's, within a second on whichever node it is connected to, and
+/// again after every reconnect, until it is released. Isolating an isolated agent changes
+/// nothing (200).
+#[utoipa::path(post, path = "/api/v1/agents/{id}/isolate", tag = "agents", params(("id" = String, Path, description = "the agent id")),
+    responses((status = 200, description = "the agent, isolated", body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn isolate_agent(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    agents::isolate(&state.store, &state.hub, &who, &id, (state.clock)()).await?;
+    Ok(Json(
+        agents::get(&state.store, &who, &id, state.liveness, (state.clock)()).await?,
+    ))
+}
+
+/// Release an isolated agent: it receives its group's current policy again. Releasing an agent
+/// that is not isolated changes nothing (200).
+#[utoipa::path(post, path = "/api/v1/agents/{id}/release", tag = "agents", params(("id" = String, Path, description = "the agent id")),
+    responses((status = 200, description = "the agent, released", body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn release_agent(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    agents::release(&state.store, &state.hub, &who, &id, (state.clock)()).await?;
+    Ok(Json(
+        agents::get(&state.store, &who, &id, state.liveness, (state.clock)()).await?,
+    ))
 }
 
 /// Move an agent to another group; it receives that group's policy at once.

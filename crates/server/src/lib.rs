@@ -21,6 +21,8 @@
 //! - [`enrollment`]: enrollment tokens and enrolling an agent.
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
+//! - [`isolation`]: the policy the server generates for an isolated agent.
+//! - [`watchdog`]: the task that raises (and resolves) `agent_offline` alerts.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`ingest`]: the way of event batches from the gateway to storage: grouped commits,
 //!   backpressure, and the bus's work topic when several nodes share the work.
@@ -48,6 +50,7 @@ pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
+pub mod isolation;
 pub mod metrics;
 pub mod policies;
 pub mod retention;
@@ -57,6 +60,7 @@ pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod stored_settings;
+pub mod watchdog;
 
 use std::sync::Arc;
 

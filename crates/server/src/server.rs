@@ -132,7 +132,8 @@ pub struct RunningServer {
     grpc_shutdown: oneshot::Sender<()>,
     stopping: tokio::sync::watch::Sender<bool>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
-    /// The distribution hub's tasks and the retention timer; aborted at stop.
+    /// The distribution hub's tasks, the ingest writers, the retention timer and the agent
+    /// watchdog; aborted at stop.
     background: Vec<JoinHandle<()>>,
 }
 
@@ -208,6 +209,11 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         clock.clone(),
         config.retention_interval,
     ));
+    background.push(crate::watchdog::spawn(
+        store.clone(),
+        config.liveness,
+        clock.clone(),
+    ));
     let app = http::router(AppState {
         store: store.clone(),
         metrics,
@@ -228,6 +234,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         hub,
         pipeline,
         clock,
+        isolation: crate::isolation::policy(grpc.port()),
         stopping,
     }
     .into_server();

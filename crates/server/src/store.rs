@@ -138,6 +138,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "tokens_and_settings",
         include_str!("../migrations/sqlite/0005_tokens_and_settings.sql"),
     ),
+    (
+        6,
+        "agent_isolation",
+        include_str!("../migrations/sqlite/0006_agent_isolation.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -166,6 +171,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         5,
         "tokens_and_settings",
         include_str!("../migrations/postgres/0005_tokens_and_settings.sql"),
+    ),
+    (
+        6,
+        "agent_isolation",
+        include_str!("../migrations/postgres/0006_agent_isolation.sql"),
     ),
 ]);
 

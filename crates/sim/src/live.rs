@@ -136,7 +136,9 @@ pub async fn connect(endpoint: &Endpoint, server: &Server) -> Result<Uplink, upl
 
 /// The policy an endpoint enforces.
 struct Active {
-    version: i64,
+    /// The stored version; none for the isolation policy the server generates for an isolated
+    /// agent, which is not a stored version (its events and heartbeats then name none).
+    version: Option<i64>,
     policy: Policy,
     compiled: CompiledPolicy,
 }
@@ -176,7 +178,8 @@ async fn serve(
                         Ok(loaded) => {
                             let compiled = CompiledPolicy::new(&loaded.policy);
                             if let Ok(mut a) = active.lock() {
-                                *a = Some(Active { version: p.version, policy: loaded.policy, compiled });
+                                let version = (!p.isolation).then_some(p.version);
+                                *a = Some(Active { version, policy: loaded.policy, compiled });
                             }
                         }
                         Err(e) => tracing::warn!(host = %endpoint.hostname, error = %e, "policy refused"),
@@ -186,7 +189,7 @@ async fn serve(
                 Err(e) => return e.to_string(),
             },
             _ = heartbeat.tick() => {
-                let version = active.lock().ok().and_then(|a| a.as_ref().map(|a| a.version));
+                let version = active.lock().ok().and_then(|a| a.as_ref().and_then(|a| a.version));
                 let report = Heartbeat {
                     version: VERSION.to_owned(),
                     os: endpoint.os.clone(),
@@ -249,7 +252,7 @@ fn decide(
                         .rule
                         .and_then(|i| a.policy.rules.get(i))
                         .map(|r| r.id.clone());
-                    (d.action, d.verdict, rule, Some(a.version))
+                    (d.action, d.verdict, rule, a.version)
                 }
                 None => (Action::Allow, Verdict::Allow, None, None),
             };

@@ -349,6 +349,31 @@ async fn two_nodes_serve_one_install_through_the_database_and_the_bus() {
         "the same change delivered twice"
     );
 
+    // An agent isolated through B gets the isolation policy at A within a second (the command
+    // travels on the bus's commands topic), and its group's policy back on release.
+    let started = instant();
+    let isolated = b
+        .post(&format!("/api/v1/agents/{agent_id}/isolate"), &json!({}))
+        .await;
+    assert_eq!(isolated["isolated"], true, "{isolated}");
+    let isolation = next_policy(&mut stream, Duration::from_secs(1)).await;
+    eprintln!(
+        "an isolation through node B reached the agent at node A in {:?}",
+        started.elapsed()
+    );
+    assert!(isolation.isolation, "{isolation:?}");
+    assert_eq!(
+        a.get(&format!("/api/v1/agents/{agent_id}")).await["isolated"],
+        true
+    );
+    b.post(&format!("/api/v1/agents/{agent_id}/release"), &json!({}))
+        .await;
+    let back = next_policy(&mut stream, Duration::from_secs(1)).await;
+    assert_eq!(
+        (back.policy_id, back.version, back.isolation),
+        (policy_id, 3, false)
+    );
+
     // Events sent through A are read through B.
     let event = ConnectionEvent {
         seq: 1,

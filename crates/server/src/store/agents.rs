@@ -65,6 +65,8 @@ pub struct AgentRecord {
     pub policy_version: Option<i64>,
     /// Its counters, as last reported.
     pub counters: BTreeMap<String, u64>,
+    /// Since when it is isolated, if it is.
+    pub isolated_at: Option<String>,
 }
 
 /// A new agent to store with its enrollment.
@@ -143,10 +145,11 @@ type AgentRow = (
     Option<String>,
     Option<i64>,
     String,
+    Option<String>,
 );
 
 const AGENT_COLUMNS: &str = "a.id, a.hostname, a.os, a.agent_version, g.name, a.enrolled_at, \
-     a.revoked_at, a.last_seen, a.policy_version, a.counters \
+     a.revoked_at, a.last_seen, a.policy_version, a.counters, a.isolated_at \
      FROM agents a JOIN agent_groups g ON g.id = a.group_id";
 
 impl Store {
@@ -568,6 +571,40 @@ impl Store {
         Ok(found)
     }
 
+    /// Isolates the agent (`isolated`) or releases it, and audits the change (`agent.isolate`,
+    /// `agent.release`). `None` when there is no such agent; `Some(false)` when it already was
+    /// in that state (nothing written, nothing audited).
+    pub async fn set_isolation(
+        &self,
+        id: &str,
+        isolated: bool,
+        actor: &str,
+        at: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let outcome = write_tx!(self, tx => {
+            let row: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT isolated_at FROM agents WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match row {
+                None => None,
+                Some((since,)) if since.is_some() == isolated => Some(false),
+                Some(_) => {
+                    sqlx::query("UPDATE agents SET isolated_at = $1 WHERE id = $2")
+                        .bind(isolated.then_some(at))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let action = if isolated { "agent.isolate" } else { "agent.release" };
+                    append_audit!(tx, at, actor, action, &format!("agent:{id}"));
+                    Some(true)
+                }
+            }
+        });
+        Ok(outcome)
+    }
+
     /// Moves an agent to `group` and audits it. `None` when the agent does not exist,
     /// `Some(false)` when the group does not.
     pub async fn move_agent(
@@ -623,6 +660,7 @@ fn agent_record(row: AgentRow) -> Result<AgentRecord, StoreError> {
         last_seen,
         policy_version,
         counters,
+        isolated_at,
     ) = row;
     let counters = serde_json::from_str(&counters)
         .map_err(|e| StoreError::Corrupt(format!("agent {id} counters: {e}")))?;
@@ -637,5 +675,6 @@ fn agent_record(row: AgentRow) -> Result<AgentRecord, StoreError> {
         last_seen,
         policy_version,
         counters,
+        isolated_at,
     })
 }

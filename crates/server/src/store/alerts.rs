@@ -249,6 +249,37 @@ impl Store {
         row.map(alert).transpose()
     }
 
+    /// For each dedupe key of alerts of `kind`, its newest alert (whatever its status).
+    pub async fn newest_alerts_of_kind(&self, kind: &str) -> Result<Vec<Alert>, StoreError> {
+        let rows: Vec<Row> = with_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM alerts WHERE id IN \
+                 (SELECT MAX(id) FROM alerts WHERE kind = $1 GROUP BY dedupe_key) ORDER BY id"
+            ))
+            .bind(kind)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter().map(alert).collect()
+    }
+
+    /// Resolves the alert `id` on the server's own account (the condition it reports has
+    /// ended): not audited, like raising. `false` when it was already resolved or is gone.
+    pub async fn resolve_alert_by_server(&self, id: i64, at: &str) -> Result<bool, StoreError> {
+        let changed = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE alerts SET status = 'resolved', updated_at = $2 \
+                 WHERE id = $1 AND status <> 'resolved'",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(changed > 0)
+    }
+
     /// Applies a person's change and audits it, in one transaction. `None` when there is no
     /// such alert; the alert unchanged with `false` when the change is not allowed from its
     /// status (nothing resolved can change).

@@ -51,13 +51,13 @@ on_both_backends!(
     a_stalled_store_slows_agents_down_and_loses_nothing,
 );
 
-fn policy(name: &str, port: u16) -> String {
+pub(crate) fn policy(name: &str, port: u16) -> String {
     format!(
         "version: 1\nname: {name}\ndefault_action: block\nrules:\n  - id: r\n    action: allow\n    match:\n      dst_port: {port}\n"
     )
 }
 
-fn about() -> About {
+pub(crate) fn about() -> About {
     About {
         hostname: "ws-17".into(),
         os: "linux".into(),
@@ -65,7 +65,7 @@ fn about() -> About {
     }
 }
 
-async fn new_token(s: &TestServer, body: Value) -> String {
+pub(crate) async fn new_token(s: &TestServer, body: Value) -> String {
     let r = s
         .post("/api/v1/enrollment-tokens", Some(ADMIN_TOKEN), &body)
         .await;
@@ -73,7 +73,7 @@ async fn new_token(s: &TestServer, body: Value) -> String {
     r.body["token"].as_str().unwrap().to_owned()
 }
 
-async fn enroll(s: &TestServer) -> Enrolled {
+pub(crate) async fn enroll(s: &TestServer) -> Enrolled {
     let token = new_token(s, json!({"expires_in_seconds": 600})).await;
     uplink::enroll(&s.grpc_url(), &s.ca_pem(), &token, &about())
         .await
@@ -355,7 +355,7 @@ async fn calls_need_a_known_unrevoked_certificate(s: &TestServer) {
     assert_eq!(listed[0]["status"], "revoked");
 }
 
-async fn next(stream: &mut uplink::PolicyStream) -> palisade_proto::gateway::v1::Policy {
+pub(crate) async fn next(stream: &mut uplink::PolicyStream) -> palisade_proto::gateway::v1::Policy {
     tokio::time::timeout(Duration::from_secs(1), stream.next())
         .await
         .expect("no policy within 1 s")
@@ -520,6 +520,8 @@ async fn new_routes_check_roles(s: &TestServer) {
             json!({"policy_id": 1}),
         ),
         ("POST", format!("/api/v1/agents/{id}/revoke"), json!({})),
+        ("POST", format!("/api/v1/agents/{id}/isolate"), json!({})),
+        ("POST", format!("/api/v1/agents/{id}/release"), json!({})),
         (
             "POST",
             format!("/api/v1/agents/{id}/group"),

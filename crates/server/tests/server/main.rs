@@ -15,6 +15,9 @@
 //! - `tokens`: API tokens: expiry, listing without secrets, revocation, who may manage them.
 //! - `settings`: settings stored in the database, and the retention timer that applies
 //!   `events.retention_days`.
+//! - `isolation`: isolating and releasing agents, through the real agent client and the
+//!   simulated endpoint.
+//! - `offline`: the watchdog's `agent_offline` alert.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
@@ -34,6 +37,8 @@ mod api;
 mod bus;
 mod events;
 mod gateway;
+mod isolation;
+mod offline;
 mod openapi;
 mod settings;
 mod tokens;

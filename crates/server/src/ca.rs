@@ -85,6 +85,16 @@ impl Ca {
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
             return Ok(Ca { cert_pem, issuer });
         }
+        let ca = Ca::generate(now)?;
+        // The key first, so that a certificate on disk always has its key.
+        write_file(&key_path, &ca.issuer.key().serialize_pem(), true)?;
+        write_file(&cert_path, &ca.cert_pem, false)?;
+        tracing::info!(path = %cert_path.display(), "created the internal CA");
+        Ok(ca)
+    }
+
+    /// A new CA, in memory only ([`Ca::load_or_create`] keeps it in the data directory).
+    pub fn generate(now: Timestamp) -> Result<Ca, CaError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
@@ -95,13 +105,8 @@ impl Ca {
         validity(&mut params, now, CA_DAYS)?;
         params.serial_number = Some(random_serial()?);
         let cert = params.self_signed(&key)?;
-        let cert_pem = cert.pem();
-        // The key first, so that a certificate on disk always has its key.
-        write_file(&key_path, &key.serialize_pem(), true)?;
-        write_file(&cert_path, &cert_pem, false)?;
-        tracing::info!(path = %cert_path.display(), "created the internal CA");
         Ok(Ca {
-            cert_pem,
+            cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
         })
     }
@@ -259,5 +264,52 @@ mod tests {
         assert_eq!(signed.subject().to_string(), "CN=agent-1");
         assert!(!signed.is_ca());
         assert!(again.sign_agent("not a csr", "agent-1", now()).is_err());
+    }
+
+    #[test]
+    fn hostile_requests_are_refused() {
+        let ca = Ca::generate(now()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(vec!["agent".to_owned()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        assert!(ca.sign_agent(&csr, "agent-1", now()).is_ok());
+        let lines: Vec<&str> = csr.lines().collect();
+        let (begin, body, end) = (lines[0], &lines[1..lines.len() - 1], lines[lines.len() - 1]);
+        let pem = |body: &[&str]| format!("{begin}\n{}\n{end}\n", body.join("\n"));
+        // One character of the signature changed (the base64 text stays valid).
+        let mut signature = body.to_vec();
+        let line = signature.len() - 2;
+        let changed: String = signature[line]
+            .char_indices()
+            .map(|(i, c)| match (i, c) {
+                (10, 'A') => 'B',
+                (10, _) => 'A',
+                _ => c,
+            })
+            .collect();
+        assert_ne!(changed, signature[line]);
+        signature[line] = &changed;
+        for bad in [
+            String::new(),
+            "not a csr".to_owned(),
+            pem(&[]),
+            pem(&["!!!!"]),
+            pem(&["MIA="]),
+            pem(&["MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw"]),
+            pem(&body[..body.len() / 2]),
+            pem(&signature),
+            // A sequence claiming 2 GiB.
+            pem(&["MIR/////"]),
+            ca.cert_pem().to_owned(),
+        ] {
+            assert!(
+                ca.sign_agent(&bad, "agent-1", now()).is_err(),
+                "{bad:?} signed"
+            );
+        }
     }
 }

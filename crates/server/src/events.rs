@@ -572,9 +572,17 @@ fn csv_text(value: &str) -> String {
     }
 }
 
-/// Checks a batch and makes it ready to store, or says why it is refused (naming the event by
-/// position and sequence number).
-fn check_batch(
+/// The validation and normalisation applied before anything is stored (pure: no store, no
+/// clock; `received_ms` is when the batch arrived): the batch ready to store, or why it is
+/// refused (naming the event by position and sequence number). [`check`] is the same with the
+/// refusal counted and logged.
+///
+/// An accepted batch has a valid agent id (1 to [`MAX_AGENT_ID_LEN`] bytes, no control
+/// characters), a batch number and, in every event, a sequence number (at least 1) and traffic
+/// counters that fit an `i64`, at most [`MAX_BATCH_EVENTS`] events, event times from
+/// [`MAX_AGE_MS`] before to [`MAX_AHEAD_MS`] after `received_ms`, and text fields without NUL of
+/// at most [`MAX_TEXT_LEN`] bytes ([`MAX_DOMAIN_LEN`] for the domain and the SNI).
+pub fn check_batch(
     agent_id: &str,
     batch_seq: u64,
     mut events: Vec<ConnectionEvent>,
@@ -725,6 +733,107 @@ mod tests {
         assert_eq!(csv_text("a,b"), "\"a,b\"");
         assert_eq!(csv_text("say \"hi\"\n"), "\"say \"\"hi\"\"\n\"");
         assert_eq!(csv_text("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+    }
+
+    fn event(seq: u64, time_ms: i64) -> ConnectionEvent {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "time_ms": time_ms, "connection": {}, "action": "allow", "verdict": "allow"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hostile_batches_are_refused_without_panic() {
+        let now = 1_780_000_000_000;
+        let ok = event(1, now);
+        let mut nul = event(2, now);
+        nul.connection.cmdline = Some("a\0b".to_owned());
+        let mut huge = event(3, now);
+        huge.traffic.bytes_in = u64::MAX;
+        let mut long = event(4, now);
+        long.rule = Some("r".repeat(MAX_TEXT_LEN + 1));
+        let refused = [
+            ("", 1, vec![ok.clone()], now),
+            ("agent\n1", 1, vec![ok.clone()], now),
+            ("agent-1", u64::MAX, vec![ok.clone()], now),
+            ("agent-1", 1, vec![event(0, now)], now),
+            ("agent-1", 1, vec![event(u64::MAX, now)], now),
+            ("agent-1", 1, vec![event(1, i64::MIN)], now),
+            ("agent-1", 1, vec![event(1, i64::MAX)], now),
+            ("agent-1", 1, vec![event(1, now)], i64::MIN),
+            ("agent-1", 1, vec![ok.clone(), nul], now),
+            ("agent-1", 1, vec![huge], now),
+            ("agent-1", 1, vec![long], now),
+            ("agent-1", 1, vec![ok.clone(); MAX_BATCH_EVENTS + 1], now),
+        ];
+        for (agent, batch, events, received_ms) in refused {
+            assert!(
+                check_batch(agent, batch, events, received_ms).is_err(),
+                "{agent:?} batch {batch} at {received_ms} accepted"
+            );
+        }
+        // At the edges of the clock's range, and with a domain to normalise.
+        let mut mapped = event(7, i64::MAX);
+        mapped.connection.domain = Some("WWW.Example.COM.".to_owned());
+        mapped.connection.dst_ip = Some("::ffff:10.0.0.1".parse().unwrap());
+        let checked = check_batch("agent-1", 9, vec![mapped], i64::MAX).unwrap();
+        assert_eq!(checked.batch_seq, 9);
+        let stored = checked.events;
+        assert_eq!(
+            stored[0].connection.domain.as_deref(),
+            Some("www.example.com")
+        );
+        assert_eq!(
+            stored[0].connection.dst_ip,
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert!(check_batch("agent-1", 0, vec![event(1, i64::MIN)], i64::MIN).is_ok());
+    }
+
+    #[test]
+    fn hostile_queries_are_refused_without_panic() {
+        let long_cursor = "30".repeat(MAX_AGENT_ID_LEN + 49);
+        for (name, value) in [
+            ("cursor", ""),
+            ("cursor", "3"),
+            ("cursor", "é0"),
+            ("cursor", "0é0"),
+            ("cursor", "ff"),
+            ("cursor", "3a3a"),
+            ("cursor", "31"),
+            ("cursor", long_cursor.as_str()),
+            ("limit", "0"),
+            ("limit", "-1"),
+            ("limit", "99999999999999999999"),
+            ("limit", "1001"),
+            ("port", "65536"),
+            ("port", "!"),
+            ("ip", "::/999999999999"),
+            ("ip", "/"),
+            ("from", "9999999-01-01T00:00:00Z"),
+            ("domain", "*."),
+            ("domain", "!*"),
+            ("domain", "."),
+            ("agent", "!"),
+            ("\0", "x"),
+        ] {
+            assert!(
+                EventQuery::from_pairs(&pairs(&[(name, value)])).is_err(),
+                "{name}={value:?} accepted"
+            );
+        }
+        assert!(EventQuery::from_pairs(&pairs(&[("limit", "1"), ("limit", "1")])).is_err());
+        // A cursor may carry any agent id, colons included.
+        let cursor = crate::audit::hex(b"-9223372036854775808:9223372036854775807:a:b");
+        let query = EventQuery::from_pairs(&pairs(&[("cursor", &cursor)])).unwrap();
+        assert_eq!(
+            query.after,
+            Some(EventKey {
+                time_ms: i64::MIN,
+                seq: i64::MAX,
+                agent_id: "a:b".to_owned()
+            })
+        );
     }
 
     #[test]

@@ -265,6 +265,34 @@ mod tests {
     }
 
     #[test]
+    fn hostile_files_are_refused_with_a_position() {
+        let deep = format!("data = {}", "[".repeat(100_000));
+        let long_line = format!("http = \"{}\"", "9".repeat(100_000));
+        for text in [
+            "\0",
+            "data = \"a\0b\"\n",
+            "http = \"999.0.0.1:80\"",
+            "grpc = \"127.0.0.1:65536\"",
+            "data = \"/a\"\ndata = \"/b\"",
+            "[data]\nx = 1",
+            "database_url = 18446744073709551616",
+            "amqp_prefix = \"\\uD800\"",
+            "\u{feff}\u{feff}http",
+            "x = é",
+            deep.as_str(),
+            long_line.as_str(),
+        ] {
+            let Err(SettingsError::File { line, column, .. }) =
+                Settings::from_toml(Path::new("p.toml"), text)
+            else {
+                panic!("{:?} accepted", text.get(..40).unwrap_or(text))
+            };
+            assert!(line >= 1 && column >= 1);
+            assert!(line <= text.matches('\n').count() + 1, "line {line}");
+        }
+    }
+
+    #[test]
     fn a_bad_environment_value_names_the_variable() {
         let err = Settings::default()
             .apply_environment(vars(&[("PALISADE_GRPC", "localhost")]))

@@ -20,7 +20,7 @@ PG=${PALISADE_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 TOKEN=bench-ingest-token-0123456789abcdef
 
 cargo build --release --locked --quiet
-PALISADE=$PWD/target/release/palisade
+PALISADE=${CARGO_TARGET_DIR:-$PWD/target}/release/palisade
 work=$(mktemp -d)
 pid=
 schema=bench_ingest_$$

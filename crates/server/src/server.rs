@@ -1,6 +1,6 @@
 //! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
-//! connect the bus, start the background tasks (the distribution hub's, the ingest writers, the retention timer),
-//! serve HTTP and the agent gateway until stopped.
+//! connect the bus, start the background tasks (the distribution hub's, the ingest writers, the
+//! retention timer, the agent watchdog), serve HTTP and the agent gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -194,10 +194,10 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     let node_id = crate::credentials::random_token().map_err(StartError::NodeId)?;
     let (hub, mut background) =
         Distribution::over_bus(bus.clone(), node_id.expose().to_owned()).await;
-    // SQLite has one writer; PostgreSQL takes several transactions at once.
+    // SQLite has one writer; PostgreSQL works on several transactions at once (half its pool).
     let writers = match config.database {
         Database::Sqlite => 1,
-        Database::Postgres(_) => 2,
+        Database::Postgres(_) => 8,
     };
     let through_bus = config.amqp_url.is_some().then(|| bus.clone());
     let (pipeline, ingest_tasks) = Pipeline::start(store.clone(), writers, through_bus).await;

@@ -309,9 +309,6 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            // The event indexes take random inserts; a page cache of 64 MiB (default 2 MiB)
-            // keeps their upper levels in memory. Pages are only allocated as they are used.
-            .pragma("cache_size", "-65536")
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()

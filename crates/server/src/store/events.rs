@@ -154,6 +154,23 @@ enum Bind {
     Text(String),
 }
 
+/// Records a batch in `event_batches` inside transaction `tx`: `false` when it was stored before.
+/// A macro because the transaction type differs per back end while the code is the same.
+macro_rules! record_batch {
+    ($tx:expr, $batch:expr) => {{
+        let batch: &NewBatch = $batch;
+        sqlx::query(BATCH_SQL)
+            .bind(&batch.agent_id)
+            .bind(batch.batch_seq)
+            .bind(batch.received_ms)
+            .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+            == 1
+    }};
+}
+
 /// Decodes one row of `COLUMNS` into a [`StoredEvent`]; a macro because the row type differs
 /// per back end while the code is the same.
 macro_rules! decode_row {
@@ -237,15 +254,7 @@ impl Store {
                     let Some(batch) = batches.get(i) else {
                         continue;
                     };
-                    let recorded = sqlx::query(BATCH_SQL)
-                        .bind(&batch.agent_id)
-                        .bind(batch.batch_seq)
-                        .bind(batch.received_ms)
-                        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if recorded == 0 {
+                    if !record_batch!(tx, batch) {
                         continue;
                     }
                     if let Some(f) = fresh.get_mut(i) {
@@ -279,15 +288,7 @@ impl Store {
                     let Some(batch) = batches.get(i) else {
                         continue;
                     };
-                    let recorded = sqlx::query(BATCH_SQL)
-                        .bind(&batch.agent_id)
-                        .bind(batch.batch_seq)
-                        .bind(batch.received_ms)
-                        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if recorded == 0 {
+                    if !record_batch!(tx, batch) {
                         continue;
                     }
                     if let Some(f) = fresh.get_mut(i) {

@@ -33,8 +33,8 @@ use crate::error::Error;
 use crate::events;
 use crate::store::{NewBatch, Store};
 
-/// A writer stores at most this many events in one transaction (more when a single batch is
-/// larger).
+/// A writer stops taking queued batches into one transaction once it holds this many events
+/// (so a group may exceed it by one batch).
 pub const GROUP_EVENTS: usize = 20_000;
 
 /// Batches that may wait for a writer on one node.

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::events::{event, ingest, keys, now, set};
-use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, spawn_server};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, spawn_server, wait_for};
 
 on_both_backends!(
     settings_show_defaults_and_changes_are_audited,
@@ -247,9 +247,10 @@ async fn retention_timer_removes_events_older_than_the_setting(s: &TestServer) {
 
 async fn retention_runs_on_two_nodes_at_once_remove_each_event_once(s: &TestServer) {
     // The server's own timer runs once at start; let it, so that it does not take these events.
-    if counter(s, APPLIED).await == 0 {
-        wait_for_runs(s, 1).await;
-    }
+    wait_for("the retention timer's first run", || async {
+        counter(s, APPLIED).await >= 1
+    })
+    .await;
     let now = now();
     let day = SignedDuration::from_hours(24);
     let old: Vec<_> = (1..=3)

@@ -1,10 +1,12 @@
 //! `kill -9` of the server while agents send events, then a restart: every event the agents sent
 //! is stored exactly once. Agents re-send a batch until it is acknowledged; the server
-//! acknowledges only after the commit and stores a re-sent batch once.
+//! acknowledges only after the commit and stores a re-sent batch once. Through RabbitMQ it
+//! acknowledges once the broker holds the batch, and a delivery in flight when the server died
+//! is delivered again after the restart.
+//!
+//! On SQLite always; on PostgreSQL and RabbitMQ with `PALISADE_TEST_DATABASE_URL` and
+//! `PALISADE_TEST_AMQP_URL` (prints `skipped: ...` without them).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,68 +15,11 @@ use palisade_agent::uplink::{self, About, Identity, Uplink};
 use palisade_proto::{Action, Connection, ConnectionEvent, Traffic, Verdict};
 use serde_json::json;
 
-const ADMIN_TOKEN: &str = "crash-test-bootstrap-token-0123456789";
+use crate::install::{Node, Shared, now_ms};
+
 const AGENTS: u64 = 4;
 const BATCHES: u64 = 40;
 const EVENTS_PER_BATCH: u64 = 250;
-
-/// The server process, killed on drop so nothing is left running.
-struct Server {
-    child: Child,
-    http: String,
-    grpc: String,
-    ca: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// `palisade server` on SQLite in `data`, on the given addresses (port 0: any).
-    fn start(data: &Path, http: &str, grpc: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["server", "--http", http, "--grpc", grpc, "--data"])
-            .arg(data)
-            .env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .env_remove("PALISADE_DATABASE_URL")
-            .env_remove("PALISADE_AMQP_URL")
-            .env_remove("PALISADE_DATA")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut http, mut grpc, mut ca) = (String::new(), String::new(), PathBuf::new());
-        while http.is_empty() || grpc.is_empty() || ca.as_os_str().is_empty() {
-            let line = lines
-                .next()
-                .expect("the server exited before it printed its addresses")
-                .unwrap();
-            if let Some(v) = line.strip_prefix("http: ") {
-                http = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("grpc: ") {
-                grpc = v.to_owned();
-            } else if let Some(v) = line.strip_prefix("ca: ") {
-                ca = PathBuf::from(v);
-            }
-        }
-        Server {
-            child,
-            http,
-            grpc,
-            ca,
-        }
-    }
-}
-
-#[allow(clippy::disallowed_methods)]
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
 
 fn batch(number: u64) -> Vec<ConnectionEvent> {
     (0..EVENTS_PER_BATCH)
@@ -122,20 +67,31 @@ async fn agent(grpc: String, identity: Identity, acked: Arc<AtomicU64>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_survive_kill_9_exactly_once() {
+    kill_9_then_restart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_kill_9_exactly_once_on_postgres_and_rabbitmq() {
+    let Some(shared) = Shared::from_env("kill -9 on PostgreSQL and RabbitMQ").await else {
+        return;
+    };
+    kill_9_then_restart(Some(&shared)).await;
+}
+
+/// Agents send events to a server on `shared` (else SQLite), which is killed without warning a
+/// quarter of the way in and started again on the same addresses.
+async fn kill_9_then_restart(shared: Option<&Shared>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::start(&data, "127.0.0.1:0", "127.0.0.1:0");
-    let client = reqwest::Client::new();
-    let token: serde_json::Value = client
-        .post(format!("{}/api/v1/enrollment-tokens", server.http))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"max_uses": AGENTS, "expires_in_seconds": 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = |n: u32| dir.path().join(format!("server-{n}.log"));
+    let any = ("127.0.0.1:0", "127.0.0.1:0");
+    let mut server = Node::start(&data, shared, any, log(1));
+    let token = server
+        .post(
+            "/api/v1/enrollment-tokens",
+            &json!({"max_uses": AGENTS, "expires_in_seconds": 3600}),
+        )
+        .await;
     let ca_pem = std::fs::read_to_string(&server.ca).unwrap();
     let acked = Arc::new(AtomicU64::new(0));
     let mut agents = Vec::new();
@@ -178,7 +134,7 @@ async fn events_survive_kill_9_exactly_once() {
         server.grpc.trim_start_matches("https://").to_owned(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let server = Server::start(&data, &http, &grpc);
+    let server = Node::start(&data, shared, (&http, &grpc), log(2));
 
     let mut sent = 0;
     for a in agents {
@@ -188,31 +144,20 @@ async fn events_survive_kill_9_exactly_once() {
             .unwrap();
     }
     assert_eq!(sent, AGENTS * BATCHES * EVENTS_PER_BATCH);
+    let expected: Vec<u64> = (1..=BATCHES)
+        .flat_map(|b| (0..EVENTS_PER_BATCH).map(move |n| b * 1_000 + n))
+        .collect();
     for id in &ids {
-        let export = client
-            .get(format!(
-                "{}/api/v1/events?agent={id}&format=jsonl",
-                server.http
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut seqs: Vec<u64> = export
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        seqs.sort_unstable();
-        let expected: Vec<u64> = (1..=BATCHES)
-            .flat_map(|b| (0..EVENTS_PER_BATCH).map(move |n| b * 1_000 + n))
-            .collect();
+        // Through RabbitMQ a batch is acknowledged once the broker holds it, and stored right
+        // after: wait until every event is in (or more than every event, which fails below).
+        let mut seqs = Vec::new();
+        for _ in 0..600 {
+            seqs = stored_seqs(&server, id).await;
+            if seqs.len() >= expected.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(
             seqs.len(),
             expected.len(),
@@ -221,4 +166,23 @@ async fn events_survive_kill_9_exactly_once() {
         );
         assert_eq!(seqs, expected, "agent {id}: every event exactly once");
     }
+}
+
+/// The sequence numbers of every event stored for agent `id`, in order.
+async fn stored_seqs(server: &Node, id: &str) -> Vec<u64> {
+    let export = server
+        .get(&format!("/api/v1/events?agent={id}&format=jsonl"))
+        .await;
+    let mut seqs: Vec<u64> = export
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
 }

@@ -10,6 +10,7 @@
 
 mod analyze;
 mod crash;
+mod install;
 mod nodes;
 mod policy;
 mod sensor;

@@ -5,205 +5,13 @@
 //! Needs `PALISADE_TEST_DATABASE_URL` and `PALISADE_TEST_AMQP_URL`; prints `skipped: ...`
 //! without them. Each run has its own schema and its own bus prefix, both deleted at the end.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use palisade_agent::uplink::{self, About, Uplink};
 use palisade_proto::{Action, Connection, ConnectionEvent, Traffic, Verdict};
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 
-const ADMIN_TOKEN: &str = "nodes-test-bootstrap-token-0123456789";
-
-/// One node: its process (killed on drop, so nothing is left running) and what it printed.
-struct Node {
-    child: Child,
-    http: String,
-    grpc: String,
-    ca: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- {} ---\n{log}", self.log.display());
-        }
-    }
-}
-
-impl Node {
-    /// `palisade server` on 127.0.0.1:0 with the shared database and bus; its log goes to
-    /// `LOG`. Returns once it printed its addresses.
-    fn start(data: &Path, database: &str, amqp: &str, prefix: &str, log: PathBuf) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
-        command
-            .args(["server", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
-            .arg("--data")
-            .arg(data)
-            .env("PALISADE_DATABASE_URL", database)
-            .env("PALISADE_AMQP_URL", amqp)
-            .env("PALISADE_AMQP_PREFIX", prefix)
-            // Only the first start of an install uses it; the second node finds the admin.
-            .env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .env_remove("PALISADE_HTTP")
-            .env_remove("PALISADE_GRPC")
-            .env_remove("PALISADE_DATA")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut node = Node {
-            child,
-            http: String::new(),
-            grpc: String::new(),
-            ca: PathBuf::new(),
-            log,
-        };
-        let mut lines = BufReader::new(stdout).lines();
-        while node.http.is_empty() || node.grpc.is_empty() || node.ca.as_os_str().is_empty() {
-            let line = match lines.next() {
-                Some(line) => line.unwrap(),
-                None => panic!("{} exited before printing its addresses", data.display()),
-            };
-            if let Some(url) = line.strip_prefix("http: ") {
-                node.http = url.to_owned();
-            } else if let Some(url) = line.strip_prefix("grpc: ") {
-                node.grpc = url.to_owned();
-            } else if let Some(path) = line.strip_prefix("ca: ") {
-                node.ca = PathBuf::from(path);
-            }
-        }
-        node
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: &Value) -> Value {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.http))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    }
-}
-
-/// A PostgreSQL schema of its own, dropped at the end.
-struct Schema {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn create(url: &str) -> Schema {
-        let name = format!("t_nodes_{}", random_hex());
-        let mut conn = sqlx::PgConnection::connect(url)
-            .await
-            .unwrap_or_else(|e| panic!("PALISADE_TEST_DATABASE_URL={url} cannot be reached: {e}"));
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        Schema {
-            admin_url: url.to_owned(),
-            url: format!("{url}{sep}options=-c%20search_path%3D{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await: a thread with a runtime of its own does it.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut conn = sqlx::PgConnection::connect(&url).await?;
-                    sqlx::query(&format!("DROP SCHEMA {name} CASCADE"))
-                        .execute(&mut conn)
-                        .await?;
-                    conn.close().await
-                })
-        })
-        .join();
-    }
-}
-
-/// The bus's queues and exchanges under one prefix, deleted at the end (after the nodes).
-struct Topology {
-    url: String,
-    prefix: String,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let (url, prefix) = (self.url.clone(), self.prefix.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let properties = lapin::ConnectionProperties::default()
-                        .with_executor(tokio_executor_trait::Tokio::current())
-                        .with_reactor(tokio_reactor_trait::Tokio::current());
-                    let connection = lapin::Connection::connect(&url, properties).await?;
-                    let channel = connection.create_channel().await?;
-                    for queue in ["event-batches", "alerts"] {
-                        let name = format!("{prefix}.{queue}");
-                        channel
-                            .queue_delete(&name, QueueDeleteOptions::default())
-                            .await?;
-                    }
-                    for exchange in ["policy-updates", "commands"] {
-                        let name = format!("{prefix}.{exchange}");
-                        channel
-                            .exchange_delete(&name, ExchangeDeleteOptions::default())
-                            .await?;
-                    }
-                    connection.close(200, "done").await
-                })
-        })
-        .join();
-    }
-}
-
-fn random_hex() -> String {
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).unwrap();
-    random.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::install::{Node, Shared, now_ms};
 
 fn policy(port: u16) -> String {
     format!(
@@ -228,50 +36,22 @@ fn instant() -> Instant {
     Instant::now()
 }
 
-#[allow(clippy::disallowed_methods)]
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_serve_one_install_through_the_database_and_the_bus() {
-    let (Ok(database), Ok(amqp)) = (
-        std::env::var("PALISADE_TEST_DATABASE_URL"),
-        std::env::var("PALISADE_TEST_AMQP_URL"),
-    ) else {
-        eprintln!(
-            "skipped: set PALISADE_TEST_DATABASE_URL and PALISADE_TEST_AMQP_URL to run two nodes"
-        );
+    let Some(shared) = Shared::from_env("two nodes").await else {
         return;
     };
-    let schema = Schema::create(&database).await;
-    let _topology = Topology {
-        url: amqp.clone(),
-        prefix: format!("palisade-test-{}", random_hex()),
-    };
-    let prefix = _topology.prefix.clone();
     let dir = tempfile::tempdir().unwrap();
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
 
-    let a = Node::start(
-        &data_a,
-        &schema.url,
-        &amqp,
-        &prefix,
-        dir.path().join("a.log"),
-    );
+    let any = ("127.0.0.1:0", "127.0.0.1:0");
+    let a = Node::start(&data_a, Some(&shared), any, dir.path().join("a.log"));
     // As the operator does before a new node's first start: give it the install's CA.
     std::fs::create_dir(&data_b).unwrap();
     for file in ["ca.pem", "ca.key"] {
         std::fs::copy(data_a.join(file), data_b.join(file)).unwrap();
     }
-    let b = Node::start(
-        &data_b,
-        &schema.url,
-        &amqp,
-        &prefix,
-        dir.path().join("b.log"),
-    );
+    let b = Node::start(&data_b, Some(&shared), any, dir.path().join("b.log"));
     let ca_pem = std::fs::read_to_string(&b.ca).unwrap();
     assert_eq!(ca_pem, std::fs::read_to_string(&a.ca).unwrap());
 

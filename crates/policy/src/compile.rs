@@ -26,6 +26,8 @@ pub struct CompiledPolicy {
     default_action: Action,
     /// One entry per rule of the policy, by position; disabled rules are never candidates.
     rules: Vec<CompiledRule>,
+    /// The conditions of the rules that are not fields of [`CompiledRule`], rule after rule.
+    checks: Vec<Check>,
     lists: Vec<CompiledList>,
     app_path: TextIndex,
     app_name: TextIndex,
@@ -39,14 +41,38 @@ pub struct CompiledPolicy {
     unindexed: Vec<u32>,
 }
 
+/// A rule as a decision checks it: the conditions most rules have are fields of the rule itself,
+/// so that checking a candidate usually reads this one record (32 bytes, never split across
+/// cache lines) and nothing else. Other conditions are in the policy's shared check table.
 #[derive(Debug, Clone)]
+#[repr(align(32))]
 struct CompiledRule {
     action: Action,
-    /// Conditions left to check once the rule is a candidate (its indexed matcher already held).
-    checks: Box<[Check]>,
-    /// Rare, so kept out of line: the rule stays small and the rule table dense.
-    when: Option<Box<Condition>>,
-    schedule: Option<Box<Schedule>>,
+    /// Allowed protocols, bits of [`protocol_bit`] ([`NO_PROTOCOL`] for a connection without
+    /// one); all bits set when the rule does not restrict the protocol.
+    protocols: u8,
+    /// Allowed directions, bits of [`direction_bit`]; all bits when unrestricted.
+    directions: u8,
+    /// Allowed scopes, bits of [`scope_bit`] ([`NO_SCOPE`] for a connection without a remote
+    /// address); all bits when unrestricted.
+    scopes: u8,
+    /// A port condition with a single range, the usual case.
+    port: Option<(Field, PortRange)>,
+    /// An interned text condition (`app_path`, `app_name`, `app_sha256`) with a single exact
+    /// value: the field and the value's id.
+    id: Option<(Field, u32)>,
+    /// The rule's other conditions, a span of [`CompiledPolicy::checks`].
+    rest: CheckSpan,
+}
+
+// Half a cache line, so that no rule straddles two.
+const _: () = assert!(size_of::<CompiledRule>() == 32);
+
+/// Where a rule's other conditions are in [`CompiledPolicy::checks`].
+#[derive(Debug, Clone, Copy)]
+struct CheckSpan {
+    start: u32,
+    len: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +120,10 @@ enum Check {
     /// Bits of [`scope_bit`].
     Scope(u8),
     List(Vec<usize>),
+    /// The rule's `when` condition.
+    When(Box<Condition>),
+    /// The rule's schedule.
+    Schedule(Box<Schedule>),
 }
 
 /// A list of values that usually has one entry, which is then kept inline: checking a candidate
@@ -139,6 +169,7 @@ impl CompiledPolicy {
             mode: policy.mode,
             default_action: policy.default_action,
             rules: Vec::with_capacity(policy.rules.len()),
+            checks: Vec::new(),
             lists: policy.lists.iter().map(compile_list).collect(),
             app_path: TextIndex::default(),
             app_name: TextIndex::default(),
@@ -159,20 +190,15 @@ impl CompiledPolicy {
             if rule.enabled && filed.is_none() {
                 compiled.unindexed.push(number);
             }
-            let mut checks: Vec<Check> = rule
+            let checks: Vec<Check> = rule
                 .matchers
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != filed)
                 .map(|(_, m)| compiled.compile_check(m))
                 .collect();
-            checks.sort_by_key(Check::cost);
-            compiled.rules.push(CompiledRule {
-                action: rule.action,
-                checks: checks.into_boxed_slice(),
-                when: rule.when.clone().map(Box::new),
-                schedule: rule.schedule.clone().map(Box::new),
-            });
+            let compiled_rule = compiled.compile_rule(rule, checks);
+            compiled.rules.push(compiled_rule);
         }
         compiled.app_path.freeze();
         compiled.app_name.freeze();
@@ -205,6 +231,9 @@ impl CompiledPolicy {
             app_path: id(path),
             app_name: id(name),
             app_sha256: id(hash),
+            protocol: conn.protocol.map_or(NO_PROTOCOL, protocol_bit),
+            direction: direction_bit(conn.direction),
+            scope: conn.scope().map_or(NO_SCOPE, scope_bit),
         };
 
         let mut best = u32::MAX;
@@ -301,6 +330,52 @@ impl CompiledPolicy {
             _ => return None,
         }
         Some(position)
+    }
+
+    /// The rule as a decision checks it, from the checks of the matchers that did not file it:
+    /// protocol, direction and scope conditions, one single-range port condition and one
+    /// single-value interned text condition become fields of the rule, the rest (and `when` and
+    /// `schedule`) go to the shared check table.
+    fn compile_rule(&mut self, rule: &Rule, checks: Vec<Check>) -> CompiledRule {
+        let mut compiled = CompiledRule {
+            action: rule.action,
+            protocols: u8::MAX,
+            directions: u8::MAX,
+            scopes: u8::MAX,
+            port: None,
+            id: None,
+            rest: CheckSpan { start: 0, len: 0 },
+        };
+        let mut rest = Vec::new();
+        for check in checks {
+            match check {
+                // `protocol: any` holds for every connection. A rule's conditions must all
+                // hold, so two conditions on one attribute allow the values both allow.
+                Check::Protocol(0) => {}
+                Check::Protocol(bits) => compiled.protocols &= bits,
+                Check::Direction(bits) => compiled.directions &= bits,
+                Check::Scope(bits) => compiled.scopes &= bits,
+                Check::Port {
+                    field,
+                    ranges: Few::One(range),
+                } if compiled.port.is_none() => compiled.port = Some((field, range)),
+                Check::Interned {
+                    field,
+                    ids: Few::One(id),
+                    globs,
+                } if globs.is_empty() && compiled.id.is_none() => compiled.id = Some((field, id)),
+                other => rest.push(other),
+            }
+        }
+        rest.sort_by_key(Check::cost);
+        rest.extend(rule.when.clone().map(|c| Check::When(Box::new(c))));
+        rest.extend(rule.schedule.clone().map(|s| Check::Schedule(Box::new(s))));
+        compiled.rest = CheckSpan {
+            start: u32::try_from(self.checks.len()).unwrap_or(u32::MAX),
+            len: u32::try_from(rest.len()).unwrap_or(u32::MAX),
+        };
+        self.checks.extend(rest);
+        compiled
     }
 
     /// The check for a matcher that did not file the rule. Exact values of indexed text fields
@@ -419,23 +494,32 @@ impl CompiledPolicy {
     }
 
     fn holds(&self, rule: &CompiledRule, facts: &Facts<'_>) -> bool {
-        rule.checks.iter().all(|check| self.check(check, facts))
-            && rule.when.as_ref().is_none_or(|c| c.holds(facts.conn))
+        let conn = facts.conn;
+        rule.protocols & facts.protocol != 0
+            && rule.directions & facts.direction != 0
+            && rule.scopes & facts.scope != 0
             && rule
-                .schedule
-                .as_ref()
-                .is_none_or(|s| s.is_active(facts.now))
+                .id
+                .is_none_or(|(field, id)| id != NO_ID && facts.id(field) == id)
+            && rule
+                .port
+                .is_none_or(|(field, range)| field.port(conn).is_some_and(|p| range.contains(p)))
+            && self.rest(rule).iter().all(|check| self.check(check, facts))
+    }
+
+    /// The rule's conditions in the shared check table.
+    fn rest(&self, rule: &CompiledRule) -> &[Check] {
+        let start = rule.rest.start as usize;
+        self.checks
+            .get(start..start + rule.rest.len as usize)
+            .unwrap_or(&[])
     }
 
     fn check(&self, check: &Check, facts: &Facts<'_>) -> bool {
         let conn = facts.conn;
         match check {
             Check::Interned { field, ids, globs } => {
-                let id = match field {
-                    Field::AppSha256 => facts.app_sha256,
-                    Field::AppName => facts.app_name,
-                    _ => facts.app_path,
-                };
+                let id = facts.id(*field);
                 (id != NO_ID && ids.any(|i| *i == id))
                     || (!globs.is_empty()
                         && matches!(field.get(conn), Some(FieldValue::Text(v)) if globs.iter().any(|g| g.matches(v))))
@@ -471,14 +555,10 @@ impl CompiledPolicy {
             Check::Port { field, ranges } => field
                 .port(conn)
                 .is_some_and(|p| ranges.any(|r| r.contains(p))),
-            Check::Protocol(protocols) => {
-                *protocols == 0
-                    || conn
-                        .protocol
-                        .is_some_and(|p| protocols & protocol_bit(p) != 0)
-            }
-            Check::Direction(directions) => directions & direction_bit(conn.direction) != 0,
-            Check::Scope(scopes) => conn.scope().is_some_and(|s| scopes & scope_bit(s) != 0),
+            // Folded into the rule's own fields by `compile_rule`.
+            Check::Protocol(protocols) => *protocols == 0 || protocols & facts.protocol != 0,
+            Check::Direction(directions) => directions & facts.direction != 0,
+            Check::Scope(scopes) => scopes & facts.scope != 0,
             Check::List(ids) => {
                 ids.iter()
                     .filter_map(|&i| self.lists.get(i))
@@ -491,6 +571,8 @@ impl CompiledPolicy {
                         }
                     })
             }
+            Check::When(condition) => condition.holds(conn),
+            Check::Schedule(schedule) => schedule.is_active(facts.now),
         }
     }
 }
@@ -501,6 +583,12 @@ const SMALL_SET: usize = 8;
 /// Id of a value no rule names.
 const NO_ID: u32 = u32::MAX;
 
+/// The bit of [`Facts::protocol`] for a connection without a protocol: no protocol bit.
+const NO_PROTOCOL: u8 = 0x80;
+
+/// The bit of [`Facts::scope`] for a connection without a remote address: no scope bit.
+const NO_SCOPE: u8 = 0x80;
+
 /// What a decision knows about the connection once the indexes have been consulted.
 struct Facts<'c> {
     conn: &'c Connection,
@@ -508,6 +596,23 @@ struct Facts<'c> {
     app_path: u32,
     app_name: u32,
     app_sha256: u32,
+    /// [`protocol_bit`] of the connection's protocol, or [`NO_PROTOCOL`].
+    protocol: u8,
+    /// [`direction_bit`] of the connection's direction.
+    direction: u8,
+    /// [`scope_bit`] of the connection's scope, or [`NO_SCOPE`].
+    scope: u8,
+}
+
+impl Facts<'_> {
+    /// The id of the connection's value of an interned text field, or [`NO_ID`].
+    fn id(&self, field: Field) -> u32 {
+        match field {
+            Field::AppSha256 => self.app_sha256,
+            Field::AppName => self.app_name,
+            _ => self.app_path,
+        }
+    }
 }
 
 impl Check {
@@ -523,6 +628,7 @@ impl Check {
             Check::Domain(_) | Check::FewDomains(_) | Check::List(_) | Check::Text { .. } => 2,
             Check::CmdlineContains(_) => 3,
             Check::CmdlineMatches(_) => 4,
+            Check::When(_) | Check::Schedule(_) => 5,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The compiled policy: indexes that narrow every decision to a few candidate rules.
 //!
-//! Each enabled rule is filed under exactly one of its matchers — the one whose index bucket is
-//! smallest when the rule is added — in the index for that attribute (executable path, process
-//! name, hash, domain, destination address, named list, destination port). Rules with no
+//! Each enabled rule is filed under exactly one of its matchers — the one whose keys the fewest
+//! enabled rules of the whole policy name — in the index for that attribute (executable path,
+//! process name, hash, domain, destination address, named list, destination port). Rules with no
 //! indexable matcher go to a short list checked for every connection. A decision looks the
 //! connection up in each index, checks the candidate rules it finds in rule order, and keeps the
 //! lowest-numbered rule whose remaining conditions hold: the same answer as checking every rule
@@ -29,6 +29,14 @@ pub struct CompiledPolicy {
     /// The conditions of the rules that are not fields of [`CompiledRule`], rule after rule.
     checks: Vec<Check>,
     lists: Vec<CompiledList>,
+    indexes: Indexes,
+    /// Rules with no indexable matcher, in order.
+    unindexed: Vec<u32>,
+}
+
+/// The indexes a decision looks a connection up in, one per indexable attribute.
+#[derive(Debug, Clone, Default)]
+struct Indexes {
     app_path: TextIndex,
     app_name: TextIndex,
     app_sha256: TextIndex,
@@ -37,8 +45,6 @@ pub struct CompiledPolicy {
     /// Address-block lists, keyed by the remote address.
     remote_ip: IpIndex,
     dst_port: RangeIndex<u16>,
-    /// Rules with no indexable matcher, in order.
-    unindexed: Vec<u32>,
 }
 
 /// A rule as a decision checks it: the conditions most rules have are fields of the rule itself,
@@ -171,19 +177,25 @@ impl CompiledPolicy {
             rules: Vec::with_capacity(policy.rules.len()),
             checks: Vec::new(),
             lists: policy.lists.iter().map(compile_list).collect(),
-            app_path: TextIndex::default(),
-            app_name: TextIndex::default(),
-            app_sha256: TextIndex::default(),
-            domain: DomainIndex::default(),
-            dst_ip: IpIndex::default(),
-            remote_ip: IpIndex::default(),
-            dst_port: RangeIndex::default(),
+            indexes: Indexes::default(),
             unindexed: Vec::new(),
         };
+        // Every indexable matcher of every enabled rule, each in its own index: how many rules
+        // name each key, so that a rule is filed under the key fewest rules name, whatever its
+        // place in the policy.
+        let mut census = Indexes::default();
+        for (number, rule) in policy.rules.iter().enumerate() {
+            let number = u32::try_from(number).unwrap_or(u32::MAX);
+            for matcher in rule.matchers.iter().filter(|_| rule.enabled) {
+                if let Some(slot) = slot_of(matcher, &policy.lists) {
+                    census.add(slot, matcher, number, &policy.lists);
+                }
+            }
+        }
         for (number, rule) in policy.rules.iter().enumerate() {
             let number = u32::try_from(number).unwrap_or(u32::MAX);
             let filed = if rule.enabled {
-                compiled.file(rule, number, &policy.lists)
+                compiled.file(rule, number, &policy.lists, &census)
             } else {
                 None
             };
@@ -200,13 +212,7 @@ impl CompiledPolicy {
             let compiled_rule = compiled.compile_rule(rule, checks);
             compiled.rules.push(compiled_rule);
         }
-        compiled.app_path.freeze();
-        compiled.app_name.freeze();
-        compiled.app_sha256.freeze();
-        compiled.domain.freeze();
-        compiled.dst_ip.freeze();
-        compiled.remote_ip.freeze();
-        compiled.dst_port.freeze();
+        compiled.indexes.freeze();
         compiled
     }
 
@@ -215,15 +221,15 @@ impl CompiledPolicy {
         let path = conn
             .app_path
             .as_deref()
-            .and_then(|p| self.app_path.lookup(p));
+            .and_then(|p| self.indexes.app_path.lookup(p));
         let name = conn
             .app_name
             .as_deref()
-            .and_then(|n| self.app_name.lookup(n));
+            .and_then(|n| self.indexes.app_name.lookup(n));
         let hash = conn
             .app_sha256
             .as_deref()
-            .and_then(|h| self.app_sha256.lookup(h));
+            .and_then(|h| self.indexes.app_sha256.lookup(h));
         let id = |found: Option<(u32, &[u32])>| found.map_or(NO_ID, |(id, _)| id);
         let facts = Facts {
             conn,
@@ -256,16 +262,16 @@ impl CompiledPolicy {
             visit(rules);
         }
         if let Some(domain) = &conn.domain {
-            self.domain.visit(domain, &mut visit);
+            self.indexes.domain.visit(domain, &mut visit);
         }
         if let Some(ip) = conn.dst_ip {
-            self.dst_ip.visit(ip, &mut visit);
+            self.indexes.dst_ip.visit(ip, &mut visit);
         }
         if let Some(ip) = conn.remote_ip() {
-            self.remote_ip.visit(ip, &mut visit);
+            self.indexes.remote_ip.visit(ip, &mut visit);
         }
         if let Some(port) = conn.dst_port {
-            self.dst_port.visit(port, &mut visit);
+            self.indexes.dst_port.visit(port, &mut visit);
         }
         visit(&self.unindexed);
 
@@ -280,56 +286,29 @@ impl CompiledPolicy {
         }
     }
 
-    /// Files `rule` under its cheapest indexable matcher; returns that matcher's position.
-    fn file(&mut self, rule: &Rule, number: u32, lists: &[NamedList]) -> Option<usize> {
+    /// Files `rule` under the indexable matcher whose bucket is smallest in `census`; returns
+    /// that matcher's position.
+    fn file(
+        &mut self,
+        rule: &Rule,
+        number: u32,
+        lists: &[NamedList],
+        census: &Indexes,
+    ) -> Option<usize> {
         let (position, slot) = rule
             .matchers
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
                 let slot = slot_of(m, lists)?;
-                Some((self.bucket_size(m, lists), slot, i))
+                Some((census.bucket_size(m, lists), slot, i))
             })
             .min()
             .map(|(_, slot, i)| (i, slot))?;
         let matcher = rule.matchers.get(position)?;
-        match (slot, matcher) {
-            (Slot::AppSha256 | Slot::AppPath | Slot::AppName, Matcher::Text { patterns, .. }) => {
-                let index = self.text_index(slot);
-                for pattern in patterns {
-                    index.add(pattern.as_str(), number);
-                }
-            }
-            (Slot::Domain, Matcher::Domain(patterns)) => {
-                for pattern in patterns {
-                    self.domain.add(pattern, number);
-                }
-            }
-            (Slot::DstIp, Matcher::Ip { nets, .. }) => {
-                for net in nets {
-                    self.dst_ip.add(net, number);
-                }
-            }
-            (Slot::DstPort, Matcher::Port { ranges, .. }) => {
-                for range in ranges {
-                    self.dst_port.add(range.from, range.to, number);
-                }
-            }
-            (Slot::List, Matcher::List(ids)) => {
-                for list in ids.iter().filter_map(|&i| lists.get(i)) {
-                    match &list.entries {
-                        ListEntries::Domains(patterns) => {
-                            patterns.iter().for_each(|p| self.domain.add(p, number))
-                        }
-                        ListEntries::Cidrs(nets) => {
-                            nets.iter().for_each(|n| self.remote_ip.add(n, number))
-                        }
-                    }
-                }
-            }
-            _ => return None,
-        }
-        Some(position)
+        self.indexes
+            .add(slot, matcher, number, lists)
+            .then_some(position)
     }
 
     /// The rule as a decision checks it, from the checks of the matchers that did not file it:
@@ -388,7 +367,7 @@ impl CompiledPolicy {
                     .partition(|p| matches!(p, TextPattern::Exact(_)));
                 let globs: Box<[TextPattern]> = globs.into_iter().cloned().collect();
                 if let Some(slot) = text_slot(*field) {
-                    let index = self.text_index(slot);
+                    let index = self.indexes.text_index(slot);
                     let ids: Vec<u32> = exact.iter().map(|p| index.intern(p.as_str())).collect();
                     let ids = Few::new(&ids);
                     return Check::Interned {
@@ -438,58 +417,6 @@ impl CompiledPolicy {
             }
             Matcher::Scope(s) => Check::Scope(s.iter().fold(0, |b, s| b | scope_bit(*s))),
             Matcher::List(ids) => Check::List(ids.clone()),
-        }
-    }
-
-    fn text_index(&mut self, slot: Slot) -> &mut TextIndex {
-        match slot {
-            Slot::AppSha256 => &mut self.app_sha256,
-            Slot::AppName => &mut self.app_name,
-            _ => &mut self.app_path,
-        }
-    }
-
-    /// The largest bucket the matcher's keys would join: a rule filed there is checked for
-    /// every connection that reaches that bucket.
-    fn bucket_size(&self, matcher: &Matcher, lists: &[NamedList]) -> usize {
-        match matcher {
-            Matcher::Text { field, patterns } => {
-                let index = match field {
-                    Field::AppSha256 => &self.app_sha256,
-                    Field::AppName => &self.app_name,
-                    _ => &self.app_path,
-                };
-                patterns
-                    .iter()
-                    .map(|p| index.count(p.as_str()))
-                    .max()
-                    .unwrap_or(0)
-            }
-            Matcher::Domain(patterns) => patterns
-                .iter()
-                .map(|p| self.domain.count(p))
-                .max()
-                .unwrap_or(0),
-            Matcher::Ip { nets, .. } => {
-                nets.iter().map(|n| self.dst_ip.count(n)).max().unwrap_or(0)
-            }
-            Matcher::Port { ranges, .. } => ranges
-                .iter()
-                .map(|r| self.dst_port.count(r.from, r.to))
-                .max()
-                .unwrap_or(0),
-            Matcher::List(ids) => ids
-                .iter()
-                .filter_map(|&i| lists.get(i))
-                .flat_map(|list| match &list.entries {
-                    ListEntries::Domains(patterns) => {
-                        patterns.iter().map(|p| self.domain.count(p)).max()
-                    }
-                    ListEntries::Cidrs(nets) => nets.iter().map(|n| self.remote_ip.count(n)).max(),
-                })
-                .max()
-                .unwrap_or(0),
-            _ => usize::MAX,
         }
     }
 
@@ -573,6 +500,113 @@ impl CompiledPolicy {
             }
             Check::When(condition) => condition.holds(conn),
             Check::Schedule(schedule) => schedule.is_active(facts.now),
+        }
+    }
+}
+
+impl Indexes {
+    /// Adds rule `number` under the keys of `matcher`, indexable in `slot`; false when the matcher
+    /// does not belong there.
+    fn add(&mut self, slot: Slot, matcher: &Matcher, number: u32, lists: &[NamedList]) -> bool {
+        match (slot, matcher) {
+            (Slot::AppSha256 | Slot::AppPath | Slot::AppName, Matcher::Text { patterns, .. }) => {
+                let index = self.text_index(slot);
+                for pattern in patterns {
+                    index.add(pattern.as_str(), number);
+                }
+            }
+            (Slot::Domain, Matcher::Domain(patterns)) => {
+                for pattern in patterns {
+                    self.domain.add(pattern, number);
+                }
+            }
+            (Slot::DstIp, Matcher::Ip { nets, .. }) => {
+                for net in nets {
+                    self.dst_ip.add(net, number);
+                }
+            }
+            (Slot::DstPort, Matcher::Port { ranges, .. }) => {
+                for range in ranges {
+                    self.dst_port.add(range.from, range.to, number);
+                }
+            }
+            (Slot::List, Matcher::List(ids)) => {
+                for list in ids.iter().filter_map(|&i| lists.get(i)) {
+                    match &list.entries {
+                        ListEntries::Domains(patterns) => {
+                            patterns.iter().for_each(|p| self.domain.add(p, number))
+                        }
+                        ListEntries::Cidrs(nets) => {
+                            nets.iter().for_each(|n| self.remote_ip.add(n, number))
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Makes the indexes ready for lookups.
+    fn freeze(&mut self) {
+        self.app_path.freeze();
+        self.app_name.freeze();
+        self.app_sha256.freeze();
+        self.domain.freeze();
+        self.dst_ip.freeze();
+        self.remote_ip.freeze();
+        self.dst_port.freeze();
+    }
+
+    fn text_index(&mut self, slot: Slot) -> &mut TextIndex {
+        match slot {
+            Slot::AppSha256 => &mut self.app_sha256,
+            Slot::AppName => &mut self.app_name,
+            _ => &mut self.app_path,
+        }
+    }
+
+    /// The size of the largest bucket among the matcher's keys: a rule filed there is checked
+    /// for every connection that reaches that bucket.
+    fn bucket_size(&self, matcher: &Matcher, lists: &[NamedList]) -> usize {
+        match matcher {
+            Matcher::Text { field, patterns } => {
+                let index = match field {
+                    Field::AppSha256 => &self.app_sha256,
+                    Field::AppName => &self.app_name,
+                    _ => &self.app_path,
+                };
+                patterns
+                    .iter()
+                    .map(|p| index.count(p.as_str()))
+                    .max()
+                    .unwrap_or(0)
+            }
+            Matcher::Domain(patterns) => patterns
+                .iter()
+                .map(|p| self.domain.count(p))
+                .max()
+                .unwrap_or(0),
+            Matcher::Ip { nets, .. } => {
+                nets.iter().map(|n| self.dst_ip.count(n)).max().unwrap_or(0)
+            }
+            Matcher::Port { ranges, .. } => ranges
+                .iter()
+                .map(|r| self.dst_port.count(r.from, r.to))
+                .max()
+                .unwrap_or(0),
+            Matcher::List(ids) => ids
+                .iter()
+                .filter_map(|&i| lists.get(i))
+                .flat_map(|list| match &list.entries {
+                    ListEntries::Domains(patterns) => {
+                        patterns.iter().map(|p| self.domain.count(p)).max()
+                    }
+                    ListEntries::Cidrs(nets) => nets.iter().map(|n| self.remote_ip.count(n)).max(),
+                })
+                .max()
+                .unwrap_or(0),
+            _ => usize::MAX,
         }
     }
 }

@@ -474,22 +474,11 @@ impl<K: RangeKey> RangeIndex<K> {
     }
 
     fn covering(&self, key: K) -> Option<Covering> {
-        // Binary search for the last interval starting at or before `key`, written without
-        // data-dependent branches (the first interval starts at zero, so there always is one).
-        let mut base = 0;
-        let mut len = self.starts.len();
-        while len > 1 {
-            let half = len / 2;
-            if self
-                .starts
-                .get(base + half)
-                .is_some_and(|start| *start <= key)
-            {
-                base += half;
-            }
-            len -= half;
-        }
-        self.interval_sets.get(base).copied()
+        // The last interval starting at or before `key` (the first starts at zero, so there
+        // always is one). The standard library's binary search picks each half with a
+        // conditional move rather than a branch, which would be mispredicted half the time.
+        let after = self.starts.partition_point(|start| *start <= key);
+        self.interval_sets.get(after.checked_sub(1)?).copied()
     }
 }
 

@@ -44,6 +44,9 @@ struct Indexes {
     dst_ip: IpIndex,
     /// Address-block lists, keyed by the remote address.
     remote_ip: IpIndex,
+    /// `dst_ip` and `remote_ip` in one, for outbound connections, whose remote address is the
+    /// destination: one lookup instead of two. Built by `freeze`.
+    outbound_ip: IpIndex,
     dst_port: RangeIndex<u16>,
 }
 
@@ -264,11 +267,17 @@ impl CompiledPolicy {
         if let Some(domain) = &conn.domain {
             self.indexes.domain.visit(domain, &mut visit);
         }
-        if let Some(ip) = conn.dst_ip {
-            self.indexes.dst_ip.visit(ip, &mut visit);
-        }
-        if let Some(ip) = conn.remote_ip() {
-            self.indexes.remote_ip.visit(ip, &mut visit);
+        if conn.direction == Direction::Outbound {
+            if let Some(ip) = conn.dst_ip {
+                self.indexes.outbound_ip.visit(ip, &mut visit);
+            }
+        } else {
+            if let Some(ip) = conn.dst_ip {
+                self.indexes.dst_ip.visit(ip, &mut visit);
+            }
+            if let Some(ip) = conn.remote_ip() {
+                self.indexes.remote_ip.visit(ip, &mut visit);
+            }
         }
         if let Some(port) = conn.dst_port {
             self.indexes.dst_port.visit(port, &mut visit);
@@ -553,6 +562,8 @@ impl Indexes {
         self.app_name.freeze();
         self.app_sha256.freeze();
         self.domain.freeze();
+        self.outbound_ip = self.dst_ip.union(&self.remote_ip);
+        self.outbound_ip.freeze();
         self.dst_ip.freeze();
         self.remote_ip.freeze();
         self.dst_port.freeze();

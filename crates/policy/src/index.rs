@@ -393,6 +393,18 @@ impl<K: RangeKey> RangeIndex<K> {
         self.building.get(&(first, last)).map_or(0, Vec::len)
     }
 
+    /// A new index with the ranges and rules of both, neither frozen yet.
+    fn union(&self, other: &RangeIndex<K>) -> RangeIndex<K> {
+        let mut union = RangeIndex {
+            building: self.building.clone(),
+            ..RangeIndex::default()
+        };
+        for (range, rules) in &other.building {
+            union.building.entry(*range).or_default().extend(rules);
+        }
+        union
+    }
+
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
         let mut ranges: Vec<((K, K), Vec<u32>)> =
@@ -506,6 +518,14 @@ impl IpIndex {
         }
     }
 
+    /// A new index with the blocks and rules of both, neither frozen yet.
+    pub fn union(&self, other: &IpIndex) -> IpIndex {
+        IpIndex {
+            v4: self.v4.union(&other.v4),
+            v6: self.v6.union(&other.v6),
+        }
+    }
+
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
         self.v4.freeze();
@@ -572,6 +592,23 @@ mod tests {
         assert_eq!(hits(u16::MAX), vec![0]);
         let empty = RangeIndex::<u32>::default();
         assert!(!empty.contains(5));
+    }
+
+    #[test]
+    fn ip_index_union_has_the_rules_of_both() {
+        let mut a = IpIndex::default();
+        a.add(&Cidr::parse("10.0.0.0/8").unwrap(), 0);
+        a.add(&Cidr::parse("10.1.0.0/16").unwrap(), 2);
+        let mut b = IpIndex::default();
+        b.add(&Cidr::parse("10.1.0.0/16").unwrap(), 1);
+        b.add(&Cidr::parse("2001:db8::/32").unwrap(), 3);
+        let mut union = a.union(&b);
+        union.freeze();
+        let hits = |ip: &str| collect(|v| union.visit(ip.parse().unwrap(), &mut |r| v(r)));
+        assert_eq!(hits("10.1.2.3"), vec![0, 1, 2]);
+        assert_eq!(hits("10.2.0.0"), vec![0]);
+        assert_eq!(hits("2001:db8::1"), vec![3]);
+        assert_eq!(hits("192.0.2.1"), Vec::<u32>::new());
     }
 
     #[test]

@@ -62,13 +62,18 @@ struct StrTable<V> {
     keys: Vec<u8>,
 }
 
+/// Half a cache line, so that a lookup reads one line per slot it visits.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 struct StrSlot<V> {
     hash: u64,
     start: u32,
     len: u32,
     value: V,
 }
+
+const _: () = assert!(size_of::<StrSlot<(u32, Span)>>() == 32);
+const _: () = assert!(size_of::<StrSlot<DomainLists>>() == 32);
 
 impl<V: Copy + Default> Default for StrTable<V> {
     fn default() -> Self {
@@ -220,11 +225,30 @@ pub struct DomainIndex {
     building: HashMap<Box<str>, [Vec<u32>; 3], RandomState>,
     /// For each name: rules for the exact name, for the name and its subdomains, and for its
     /// strict subdomains only.
-    keys: StrTable<[Span; 3]>,
+    keys: StrTable<DomainLists>,
     postings: Postings,
     /// Bit `n - 1` is set when some indexed name has `n` labels: suffixes with other label
     /// counts cannot be keys and are not looked up.
     label_counts: u128,
+}
+
+/// The rules of one name in a [`DomainIndex`]: its three lists (exact, suffix, subdomains),
+/// one after the other in the index's postings.
+#[derive(Debug, Clone, Copy, Default)]
+struct DomainLists {
+    start: u32,
+    lens: [u32; 3],
+}
+
+impl DomainLists {
+    /// Where list `list` (`EXACT`, `SUFFIX` or `SUBDOMAINS`) is.
+    fn span(&self, list: usize) -> Span {
+        let before: u32 = self.lens.iter().take(list).sum();
+        Span {
+            start: self.start.saturating_add(before),
+            len: self.lens.get(list).copied().unwrap_or(0),
+        }
+    }
 }
 
 const EXACT: usize = 0;
@@ -258,24 +282,29 @@ impl DomainIndex {
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
         let building = std::mem::take(&mut self.building);
-        let frozen: Vec<(Box<str>, [Span; 3])> = building
+        let frozen: Vec<(Box<str>, DomainLists)> = building
             .into_iter()
-            .map(|(key, lists)| (key, lists.map(|rules| self.postings.push(rules))))
+            .map(|(key, lists)| {
+                let spans = lists.map(|rules| self.postings.push(rules));
+                let start = spans.first().map_or(0, |span| span.start);
+                let lens = spans.map(|span| span.len);
+                (key, DomainLists { start, lens })
+            })
             .collect();
-        let entries: Vec<(&str, [Span; 3])> =
-            frozen.iter().map(|(key, spans)| (&**key, *spans)).collect();
+        let entries: Vec<(&str, DomainLists)> =
+            frozen.iter().map(|(key, lists)| (&**key, *lists)).collect();
         self.keys = StrTable::new(entries.into_iter());
     }
 
     /// Calls `visit` with each list of rules whose pattern matches `domain` (lower case).
     pub fn visit(&self, domain: &str, visit: &mut impl FnMut(&[u32])) {
-        self.walk(domain, &mut |spans, whole| {
+        self.walk(domain, &mut |lists, whole| {
             if whole {
-                visit(self.postings.get(spans[EXACT]));
-                visit(self.postings.get(spans[SUFFIX]));
+                visit(self.postings.get(lists.span(EXACT)));
+                visit(self.postings.get(lists.span(SUFFIX)));
             } else {
-                visit(self.postings.get(spans[SUFFIX]));
-                visit(self.postings.get(spans[SUBDOMAINS]));
+                visit(self.postings.get(lists.span(SUFFIX)));
+                visit(self.postings.get(lists.span(SUBDOMAINS)));
             }
         });
     }
@@ -283,20 +312,22 @@ impl DomainIndex {
     /// Whether any pattern in the index matches `domain`.
     pub fn contains(&self, domain: &str) -> bool {
         let mut found = false;
-        self.walk(domain, &mut |spans, whole| {
+        self.walk(domain, &mut |lists, whole| {
             let hit = if whole {
                 [EXACT, SUFFIX]
             } else {
                 [SUFFIX, SUBDOMAINS]
             };
-            found |= hit.iter().any(|&i| spans.get(i).is_some_and(|s| s.len > 0));
+            found |= hit
+                .iter()
+                .any(|&i| lists.lens.get(i).is_some_and(|len| *len > 0));
         });
         found
     }
 
     /// Calls `step` for each suffix of `domain` (shortest first) that is a key, saying whether
     /// the suffix is the whole name.
-    fn walk(&self, domain: &str, step: &mut impl FnMut(&[Span; 3], bool)) {
+    fn walk(&self, domain: &str, step: &mut impl FnMut(&DomainLists, bool)) {
         if self.keys.is_empty() {
             return;
         }
@@ -315,8 +346,8 @@ impl DomainIndex {
                 start = start.saturating_sub(1);
                 continue;
             }
-            if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
-                step(&spans, start == 0);
+            if let Some(lists) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
+                step(&lists, start == 0);
             }
             // Step over the dot.
             start = start.saturating_sub(1);

@@ -62,13 +62,18 @@ struct StrTable<V> {
     keys: Vec<u8>,
 }
 
+/// Half a cache line, so that a lookup reads one line per slot it visits.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 struct StrSlot<V> {
     hash: u64,
     start: u32,
     len: u32,
     value: V,
 }
+
+const _: () = assert!(size_of::<StrSlot<(u32, Span)>>() == 32);
+const _: () = assert!(size_of::<StrSlot<DomainLists>>() == 32);
 
 impl<V: Copy + Default> Default for StrTable<V> {
     fn default() -> Self {
@@ -220,11 +225,30 @@ pub struct DomainIndex {
     building: HashMap<Box<str>, [Vec<u32>; 3], RandomState>,
     /// For each name: rules for the exact name, for the name and its subdomains, and for its
     /// strict subdomains only.
-    keys: StrTable<[Span; 3]>,
+    keys: StrTable<DomainLists>,
     postings: Postings,
     /// Bit `n - 1` is set when some indexed name has `n` labels: suffixes with other label
     /// counts cannot be keys and are not looked up.
     label_counts: u128,
+}
+
+/// The rules of one name in a [`DomainIndex`]: its three lists (exact, suffix, subdomains),
+/// one after the other in the index's postings.
+#[derive(Debug, Clone, Copy, Default)]
+struct DomainLists {
+    start: u32,
+    lens: [u32; 3],
+}
+
+impl DomainLists {
+    /// Where list `list` (`EXACT`, `SUFFIX` or `SUBDOMAINS`) is.
+    fn span(&self, list: usize) -> Span {
+        let before: u32 = self.lens.iter().take(list).sum();
+        Span {
+            start: self.start.saturating_add(before),
+            len: self.lens.get(list).copied().unwrap_or(0),
+        }
+    }
 }
 
 const EXACT: usize = 0;
@@ -258,24 +282,29 @@ impl DomainIndex {
     /// Makes the index ready for lookups.
     pub fn freeze(&mut self) {
         let building = std::mem::take(&mut self.building);
-        let frozen: Vec<(Box<str>, [Span; 3])> = building
+        let frozen: Vec<(Box<str>, DomainLists)> = building
             .into_iter()
-            .map(|(key, lists)| (key, lists.map(|rules| self.postings.push(rules))))
+            .map(|(key, lists)| {
+                let spans = lists.map(|rules| self.postings.push(rules));
+                let start = spans.first().map_or(0, |span| span.start);
+                let lens = spans.map(|span| span.len);
+                (key, DomainLists { start, lens })
+            })
             .collect();
-        let entries: Vec<(&str, [Span; 3])> =
-            frozen.iter().map(|(key, spans)| (&**key, *spans)).collect();
+        let entries: Vec<(&str, DomainLists)> =
+            frozen.iter().map(|(key, lists)| (&**key, *lists)).collect();
         self.keys = StrTable::new(entries.into_iter());
     }
 
     /// Calls `visit` with each list of rules whose pattern matches `domain` (lower case).
     pub fn visit(&self, domain: &str, visit: &mut impl FnMut(&[u32])) {
-        self.walk(domain, &mut |spans, whole| {
+        self.walk(domain, &mut |lists, whole| {
             if whole {
-                visit(self.postings.get(spans[EXACT]));
-                visit(self.postings.get(spans[SUFFIX]));
+                visit(self.postings.get(lists.span(EXACT)));
+                visit(self.postings.get(lists.span(SUFFIX)));
             } else {
-                visit(self.postings.get(spans[SUFFIX]));
-                visit(self.postings.get(spans[SUBDOMAINS]));
+                visit(self.postings.get(lists.span(SUFFIX)));
+                visit(self.postings.get(lists.span(SUBDOMAINS)));
             }
         });
     }
@@ -283,20 +312,22 @@ impl DomainIndex {
     /// Whether any pattern in the index matches `domain`.
     pub fn contains(&self, domain: &str) -> bool {
         let mut found = false;
-        self.walk(domain, &mut |spans, whole| {
+        self.walk(domain, &mut |lists, whole| {
             let hit = if whole {
                 [EXACT, SUFFIX]
             } else {
                 [SUFFIX, SUBDOMAINS]
             };
-            found |= hit.iter().any(|&i| spans.get(i).is_some_and(|s| s.len > 0));
+            found |= hit
+                .iter()
+                .any(|&i| lists.lens.get(i).is_some_and(|len| *len > 0));
         });
         found
     }
 
     /// Calls `step` for each suffix of `domain` (shortest first) that is a key, saying whether
     /// the suffix is the whole name.
-    fn walk(&self, domain: &str, step: &mut impl FnMut(&[Span; 3], bool)) {
+    fn walk(&self, domain: &str, step: &mut impl FnMut(&DomainLists, bool)) {
         if self.keys.is_empty() {
             return;
         }
@@ -315,8 +346,8 @@ impl DomainIndex {
                 start = start.saturating_sub(1);
                 continue;
             }
-            if let Some(spans) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
-                step(&spans, start == 0);
+            if let Some(lists) = domain.get(start..).and_then(|suffix| self.keys.get(suffix)) {
+                step(&lists, start == 0);
             }
             // Step over the dot.
             start = start.saturating_sub(1);
@@ -391,6 +422,18 @@ impl<K: RangeKey> RangeIndex<K> {
     /// How many rules were added for exactly this range so far.
     pub fn count(&self, first: K, last: K) -> usize {
         self.building.get(&(first, last)).map_or(0, Vec::len)
+    }
+
+    /// A new index with the ranges and rules of both, neither frozen yet.
+    fn union(&self, other: &RangeIndex<K>) -> RangeIndex<K> {
+        let mut union = RangeIndex {
+            building: self.building.clone(),
+            ..RangeIndex::default()
+        };
+        for (range, rules) in &other.building {
+            union.building.entry(*range).or_default().extend(rules);
+        }
+        union
     }
 
     /// Makes the index ready for lookups.
@@ -474,22 +517,11 @@ impl<K: RangeKey> RangeIndex<K> {
     }
 
     fn covering(&self, key: K) -> Option<Covering> {
-        // Binary search for the last interval starting at or before `key`, written without
-        // data-dependent branches (the first interval starts at zero, so there always is one).
-        let mut base = 0;
-        let mut len = self.starts.len();
-        while len > 1 {
-            let half = len / 2;
-            if self
-                .starts
-                .get(base + half)
-                .is_some_and(|start| *start <= key)
-            {
-                base += half;
-            }
-            len -= half;
-        }
-        self.interval_sets.get(base).copied()
+        // The last interval starting at or before `key` (the first starts at zero, so there
+        // always is one). The standard library's binary search picks each half with a
+        // conditional move rather than a branch, which would be mispredicted half the time.
+        let after = self.starts.partition_point(|start| *start <= key);
+        self.interval_sets.get(after.checked_sub(1)?).copied()
     }
 }
 
@@ -514,6 +546,14 @@ impl IpIndex {
         match net.range() {
             AddrRange::V4(first, last) => self.v4.count(first, last),
             AddrRange::V6(first, last) => self.v6.count(first, last),
+        }
+    }
+
+    /// A new index with the blocks and rules of both, neither frozen yet.
+    pub fn union(&self, other: &IpIndex) -> IpIndex {
+        IpIndex {
+            v4: self.v4.union(&other.v4),
+            v6: self.v6.union(&other.v6),
         }
     }
 
@@ -583,6 +623,23 @@ mod tests {
         assert_eq!(hits(u16::MAX), vec![0]);
         let empty = RangeIndex::<u32>::default();
         assert!(!empty.contains(5));
+    }
+
+    #[test]
+    fn ip_index_union_has_the_rules_of_both() {
+        let mut a = IpIndex::default();
+        a.add(&Cidr::parse("10.0.0.0/8").unwrap(), 0);
+        a.add(&Cidr::parse("10.1.0.0/16").unwrap(), 2);
+        let mut b = IpIndex::default();
+        b.add(&Cidr::parse("10.1.0.0/16").unwrap(), 1);
+        b.add(&Cidr::parse("2001:db8::/32").unwrap(), 3);
+        let mut union = a.union(&b);
+        union.freeze();
+        let hits = |ip: &str| collect(|v| union.visit(ip.parse().unwrap(), &mut |r| v(r)));
+        assert_eq!(hits("10.1.2.3"), vec![0, 1, 2]);
+        assert_eq!(hits("10.2.0.0"), vec![0]);
+        assert_eq!(hits("2001:db8::1"), vec![3]);
+        assert_eq!(hits("192.0.2.1"), Vec::<u32>::new());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   validate without storing, diff two versions.
 //! - [`events`]: connection events: ingest batches exactly once, query, export, retention.
 //! - [`retention`]: the timer that applies event retention on every node.
+//! - [`checkpoint`]: the timer that copies SQLite's write-ahead log into the database file.
 //! - [`simulate`]: replay a candidate policy over stored events, per application.
 //! - [`agents`]: agents, groups and policy assignment; heartbeats and online/offline.
 //! - [`enrollment`]: enrollment tokens and enrolling an agent.
@@ -42,6 +43,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod bus;
 pub mod ca;
+pub mod checkpoint;
 pub mod credentials;
 pub mod distribution;
 pub mod enrollment;

@@ -1,6 +1,6 @@
 //! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
 //! connect the bus, start the background tasks (the distribution hub's, the ingest writers, the
-//! retention timer, the agent watchdog), serve HTTP and the agent gateway until stopped.
+//! retention timer, the agent watchdog, SQLite's checkpoint timer), serve HTTP and the agent gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -209,6 +209,9 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         clock.clone(),
         config.retention_interval,
     ));
+    if matches!(config.database, Database::Sqlite) {
+        background.push(crate::checkpoint::spawn(store.clone()));
+    }
     background.push(crate::watchdog::spawn(
         store.clone(),
         config.liveness,

@@ -1,7 +1,7 @@
 //! The database: SQLite (one file, WAL) or PostgreSQL, migrated on open, and every query the
 //! services make. The SQL text is the same for both back ends (`$N` parameters, `RETURNING`);
-//! what differs is how writers are serialised: SQLite has one writer, so a write transaction
-//! holds an in-process lock; PostgreSQL transactions that append to the audit chain take an
+//! what differs is how writers are serialised: SQLite has one writer, so write transactions
+//! take turns on one connection kept for them; PostgreSQL transactions that append to the audit chain take an
 //! advisory lock so that several server nodes append one after another.
 //!
 //! Agents, groups and enrollment tokens have their queries in `store/agents.rs`, API tokens in
@@ -29,6 +29,10 @@ use crate::role::Role;
 /// The file name of the SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "palisade.db";
 
+/// SQLite: the write-ahead log pages (4 KiB each) beyond which a checkpoint restarts the log
+/// while writers wait, so that it stays within about 256 MiB.
+const WAL_RESET_PAGES: i64 = 65_536;
+
 /// The advisory lock key (PostgreSQL) that serialises writers of the audit chain.
 const WRITE_LOCK: i64 = 0x7061_6c69_7361_6465; // "palisade"
 
@@ -49,8 +53,6 @@ pub enum StoreError {
 /// The database of one server node.
 pub struct Store {
     pool: Pool,
-    /// SQLite only: one write transaction at a time.
-    sqlite_writer: tokio::sync::Mutex<()>,
     /// What event ingestion stored, skipped and refused (shown on `/metrics`).
     ingest_counters: IngestCounters,
 }
@@ -143,6 +145,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "agent_isolation",
         include_str!("../migrations/sqlite/0006_agent_isolation.sql"),
     ),
+    (
+        7,
+        "fewer_event_indexes",
+        include_str!("../migrations/sqlite/0007_fewer_event_indexes.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -177,6 +184,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         "agent_isolation",
         include_str!("../migrations/postgres/0006_agent_isolation.sql"),
     ),
+    (
+        7,
+        "fewer_event_indexes",
+        include_str!("../migrations/postgres/0007_fewer_event_indexes.sql"),
+    ),
 ]);
 
 /// Migrations compiled into the binary, for sqlx's migrator.
@@ -206,7 +218,13 @@ impl<'s> MigrationSource<'s> for Embedded {
 }
 
 enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite {
+        /// Readers, several at once.
+        reads: SqlitePool,
+        /// The one writer: a single connection, which write transactions take in turn, so
+        /// that its page cache stays warm from one transaction to the next.
+        writes: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -215,7 +233,7 @@ enum Pool {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            Pool::Sqlite($pool) => $body,
+            Pool::Sqlite { reads: $pool, .. } => $body,
             Pool::Postgres($pool) => $body,
         }
     };
@@ -226,9 +244,8 @@ macro_rules! with_pool {
 macro_rules! write_tx {
     ($store:expr, $tx:ident => $body:expr) => {
         match &$store.pool {
-            Pool::Sqlite(pool) => {
-                let _one_writer = $store.sqlite_writer.lock().await;
-                let mut $tx = pool.begin().await?;
+            Pool::Sqlite { writes, .. } => {
+                let mut $tx = writes.begin().await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -310,13 +327,24 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Statement journals in memory; the log is copied into the database by the
+            // checkpoint timer, never by a writer.
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            // A writer may wait for ingestion's transactions and a checkpoint before its turn.
+            .acquire_timeout(Duration::from_secs(60))
+            // 64 MiB of page cache: what a group of event batches changes stays in memory.
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
+            .await?;
+        Migrator::new(SQLITE_MIGRATIONS).await?.run(&writes).await?;
+        let reads = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Migrator::new(SQLITE_MIGRATIONS).await?.run(&pool).await?;
-        Ok(Store::new(Pool::Sqlite(pool)))
+        Ok(Store::new(Pool::Sqlite { reads, writes }))
     }
 
     /// Connects to PostgreSQL (`postgres://...`) and migrates the database (in the first schema
@@ -335,7 +363,6 @@ impl Store {
     fn new(pool: Pool) -> Store {
         Store {
             pool,
-            sqlite_writer: tokio::sync::Mutex::new(()),
             ingest_counters: IngestCounters::default(),
         }
     }
@@ -348,7 +375,7 @@ impl Store {
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self.pool {
-            Pool::Sqlite(_) => "sqlite",
+            Pool::Sqlite { .. } => "sqlite",
             Pool::Postgres(_) => "postgres",
         }
     }
@@ -356,6 +383,26 @@ impl Store {
     /// Whether the database answers a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// SQLite: copies the write-ahead log into the database file as far as readers allow,
+    /// without holding up writers. When the log still holds more than `WAL_RESET_PAGES`
+    /// pages after that (it restarts from its beginning only once wholly copied, which a busy
+    /// writer never leaves time for), writers wait while the rest is copied and the log
+    /// restarts. Nothing to do on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let Pool::Sqlite { reads, writes } = &self.pool else {
+            return Ok(());
+        };
+        let (_, pages, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(reads)
+            .await?;
+        if pages > WAL_RESET_PAGES {
+            sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .execute(writes)
+                .await?;
+        }
         Ok(())
     }
 

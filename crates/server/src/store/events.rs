@@ -246,12 +246,11 @@ impl Store {
         order.sort_by_key(|&i| batches.get(i).map(|b| (&b.agent_id, b.batch_seq)));
         let mut fresh = vec![false; batches.len()];
         match &self.pool {
-            Pool::Sqlite(pool) => {
-                let _one_writer = self.sqlite_writer.lock().await;
-                let mut tx = pool.begin().await?;
-                let mut stored = 0;
+            Pool::Sqlite { writes, .. } => {
+                let mut tx = writes.begin().await?;
+                let mut rows: Vec<(&NewBatch, &ConnectionEvent)> = Vec::new();
                 for &i in &order {
-                    let Some(batch) = batches.get(i) else {
+                    let Some(&batch) = batches.get(i) else {
                         continue;
                     };
                     if !record_batch!(tx, batch) {
@@ -260,9 +259,22 @@ impl Store {
                     if let Some(f) = fresh.get_mut(i) {
                         *f = true;
                     }
-                    for chunk in batch.events.chunks(SQLITE_ROWS_PER_INSERT) {
-                        stored += insert_sqlite(&mut tx, batch, chunk).await?;
-                    }
+                    rows.extend(batch.events.iter().map(|event| (batch, event)));
+                }
+                let sql = (
+                    insert_sql(SQLITE_ROWS_PER_INSERT),
+                    insert_sql(rows.len() % SQLITE_ROWS_PER_INSERT),
+                );
+                let mut chunks = rows.chunks(SQLITE_ROWS_PER_INSERT);
+                let mut next = chunks.next().map(|c| insert_sqlite(&sql, c)).transpose()?;
+                let mut stored = 0;
+                while let Some(insert) = next {
+                    // The next rows are bound while SQLite's thread inserts these.
+                    let (inserted, following) = tokio::join!(insert.execute(&mut *tx), async {
+                        chunks.next().map(|c| insert_sqlite(&sql, c)).transpose()
+                    });
+                    stored += inserted?.rows_affected();
+                    next = following?;
                 }
                 tx.commit().await?;
                 Ok(BatchesStored {
@@ -385,9 +397,8 @@ impl Store {
     ) -> Result<RetentionReport, StoreError> {
         let mut report = RetentionReport::default();
         match &self.pool {
-            Pool::Sqlite(pool) => {
-                let _one_writer = self.sqlite_writer.lock().await;
-                let mut tx = pool.begin().await?;
+            Pool::Sqlite { writes, .. } => {
+                let mut tx = writes.begin().await?;
                 report.events_removed =
                     sqlx::query("DELETE FROM connection_events WHERE time_ms < $1")
                         .bind(cutoff_ms)
@@ -457,7 +468,7 @@ impl Store {
     /// PostgreSQL: the names of the event partitions, oldest first (empty on SQLite).
     pub async fn event_partitions(&self) -> Result<Vec<String>, StoreError> {
         match &self.pool {
-            Pool::Sqlite(_) => Ok(Vec::new()),
+            Pool::Sqlite { .. } => Ok(Vec::new()),
             Pool::Postgres(pool) => {
                 let rows: Vec<(String,)> = sqlx::query_as(
                     "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
@@ -546,55 +557,80 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Inserts `chunk` (events of `batch`) in one multi-row statement; how many rows went in.
-async fn insert_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    batch: &NewBatch,
-    chunk: &[ConnectionEvent],
-) -> Result<u64, sqlx::Error> {
-    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-        "INSERT INTO connection_events ({COLUMNS}) "
-    ));
-    insert.push_values(chunk, |mut row, event| {
+/// The statement that inserts `rows` events (every column, `?` parameters), skipping those
+/// stored before.
+fn insert_sql(rows: usize) -> String {
+    let columns = COLUMNS.split(',').count();
+    let row = format!("({})", vec!["?"; columns].join(","));
+    format!(
+        "INSERT INTO connection_events ({COLUMNS}) VALUES {} \
+         ON CONFLICT (agent_id, seq, time_ms) DO NOTHING",
+        vec![row.as_str(); rows].join(",")
+    )
+}
+
+/// The statement inserting `rows` (each event with its batch): `sql.0` for a full chunk of
+/// [`SQLITE_ROWS_PER_INSERT`] rows, else `sql.1`.
+fn insert_sqlite<'q>(
+    sql: &'q (String, String),
+    rows: &[(&'q NewBatch, &'q ConnectionEvent)],
+) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>, StoreError> {
+    let sql = if rows.len() == SQLITE_ROWS_PER_INSERT {
+        &sql.0
+    } else {
+        &sql.1
+    };
+    Ok(sqlx::query_with(sql, bind_sqlite(rows)?))
+}
+
+/// The parameters of [`insert_sql`] for `rows`, in `COLUMNS` order.
+fn bind_sqlite<'q>(
+    rows: &[(&'q NewBatch, &'q ConnectionEvent)],
+) -> Result<sqlx::sqlite::SqliteArguments<'q>, StoreError> {
+    use sqlx::Arguments as _;
+    let mut arguments = sqlx::sqlite::SqliteArguments::default();
+    let add = |result: Result<(), sqlx::error::BoxDynError>| {
+        result.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
+    };
+    let int = |n: Option<u32>| n.map(i64::from);
+    for &(batch, event) in rows {
         let c = &event.connection;
-        let int = |n: Option<u32>| n.map(i64::from);
-        row.push_bind(batch.agent_id.as_str())
-            .push_bind(to_i64(event.seq))
-            .push_bind(event.time_ms)
-            .push_bind(batch.received_ms)
-            .push_bind(c.app_path.as_deref())
-            .push_bind(c.app_name.as_deref())
-            .push_bind(c.app_sha256.as_deref())
-            .push_bind(c.cmdline.as_deref())
-            .push_bind(c.user.as_deref())
-            .push_bind(int(c.uid))
-            .push_bind(c.parent_path.as_deref())
-            .push_bind(c.cgroup.as_deref())
-            .push_bind(c.unit.as_deref())
-            .push_bind(c.container_id.as_deref())
-            .push_bind(c.domain.as_deref())
-            .push_bind(c.src_ip.map(|ip| ip.to_string()))
-            .push_bind(c.src_ip.map(ip_key))
-            .push_bind(c.src_port.map(i64::from))
-            .push_bind(c.dst_ip.map(|ip| ip.to_string()))
-            .push_bind(c.dst_ip.map(ip_key))
-            .push_bind(c.dst_port.map(i64::from))
-            .push_bind(c.protocol.map(Protocol::as_str))
-            .push_bind(c.direction.as_str())
-            .push_bind(int(event.pid))
-            .push_bind(event.sni.as_deref())
-            .push_bind(event.action.as_str())
-            .push_bind(verdict_keyword(event.verdict))
-            .push_bind(event.rule.as_deref())
-            .push_bind(event.policy_version)
-            .push_bind(to_i64(event.traffic.bytes_out))
-            .push_bind(to_i64(event.traffic.bytes_in))
-            .push_bind(to_i64(event.traffic.packets_out))
-            .push_bind(to_i64(event.traffic.packets_in))
-            .push_bind(to_i64(event.traffic.duration_ms));
-    });
-    insert.push(" ON CONFLICT (agent_id, seq, time_ms) DO NOTHING");
-    Ok(insert.build().execute(conn).await?.rows_affected())
+        add(arguments.add(batch.agent_id.as_str()))?;
+        add(arguments.add(to_i64(event.seq)))?;
+        add(arguments.add(event.time_ms))?;
+        add(arguments.add(batch.received_ms))?;
+        add(arguments.add(c.app_path.as_deref()))?;
+        add(arguments.add(c.app_name.as_deref()))?;
+        add(arguments.add(c.app_sha256.as_deref()))?;
+        add(arguments.add(c.cmdline.as_deref()))?;
+        add(arguments.add(c.user.as_deref()))?;
+        add(arguments.add(int(c.uid)))?;
+        add(arguments.add(c.parent_path.as_deref()))?;
+        add(arguments.add(c.cgroup.as_deref()))?;
+        add(arguments.add(c.unit.as_deref()))?;
+        add(arguments.add(c.container_id.as_deref()))?;
+        add(arguments.add(c.domain.as_deref()))?;
+        add(arguments.add(c.src_ip.map(|ip| ip.to_string())))?;
+        add(arguments.add(c.src_ip.map(ip_key)))?;
+        add(arguments.add(c.src_port.map(i64::from)))?;
+        add(arguments.add(c.dst_ip.map(|ip| ip.to_string())))?;
+        add(arguments.add(c.dst_ip.map(ip_key)))?;
+        add(arguments.add(c.dst_port.map(i64::from)))?;
+        add(arguments.add(c.protocol.map(Protocol::as_str)))?;
+        add(arguments.add(c.direction.as_str()))?;
+        add(arguments.add(int(event.pid)))?;
+        add(arguments.add(event.sni.as_deref()))?;
+        add(arguments.add(event.action.as_str()))?;
+        add(arguments.add(verdict_keyword(event.verdict)))?;
+        add(arguments.add(event.rule.as_deref()))?;
+        add(arguments.add(event.policy_version))?;
+        add(arguments.add(to_i64(event.traffic.bytes_out)))?;
+        add(arguments.add(to_i64(event.traffic.bytes_in)))?;
+        add(arguments.add(to_i64(event.traffic.packets_out)))?;
+        add(arguments.add(to_i64(event.traffic.packets_in)))?;
+        add(arguments.add(to_i64(event.traffic.duration_ms)))?;
+    }
+    Ok(arguments)
 }
 
 /// Copies `COPY` text rows into `table`; how many rows went in.

@@ -408,7 +408,13 @@ impl Store {
 
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
+        match &self.pool {
+            Pool::Sqlite { reads, writes } => {
+                reads.close().await;
+                writes.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Whether any user exists (the first start has happened).

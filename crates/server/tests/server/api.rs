@@ -332,9 +332,18 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_when_the_database_does_not_answer() {
     let s = spawn_server(Backend::Sqlite).await.unwrap();
-    s.server.as_ref().unwrap().store.close().await;
+    let store = &s.server.as_ref().unwrap().store;
+    store.close().await;
     let r = s.get("/readyz", None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     let r = s.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
+    // Writers are closed too: nothing is stored after the close.
+    let batch = palisade_server::store::NewBatch {
+        agent_id: "agent-1".into(),
+        batch_seq: 1,
+        received_ms: 0,
+        events: Vec::new(),
+    };
+    assert!(store.store_event_batches(&[&batch]).await.is_err());
 }

@@ -1,6 +1,7 @@
 //! One server node: open the store, bootstrap on first start, load (or create) the internal CA,
 //! connect the bus, start the background tasks (the distribution hub's, the ingest writers, the
-//! retention timer, the agent watchdog, SQLite's checkpoint timer), serve HTTP and the agent gateway until stopped.
+//! retention timer, the agent watchdog, SQLite's checkpoint timer), serve HTTP and the agent
+//! gateway until stopped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! The database: SQLite (one file, WAL) or PostgreSQL, migrated on open, and every query the
 //! services make. The SQL text is the same for both back ends (`$N` parameters, `RETURNING`);
-//! what differs is how writers are serialised: SQLite has one writer, so write transactions
-//! take turns on one connection kept for them; PostgreSQL transactions that append to the audit chain take an
-//! advisory lock so that several server nodes append one after another.
+//! what differs is how writers are serialised: SQLite has one writer, so writes take turns on
+//! one connection kept for them; PostgreSQL transactions that append to the audit chain take
+//! an advisory lock so that several server nodes append one after another.
 //!
 //! Agents, groups and enrollment tokens have their queries in `store/agents.rs`, API tokens in
 //! `store/tokens.rs`, the settings people change in `store/settings.rs`.
@@ -228,12 +228,24 @@ enum Pool {
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to whichever pool this store has; the body is compiled once
-/// per back end.
+/// Runs `$body` with `$pool` bound to this store's pool for reading (on SQLite the readers');
+/// the body is compiled once per back end.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
             Pool::Sqlite { reads: $pool, .. } => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`with_pool!`] for a single writing statement that needs no transaction of its own: on
+/// SQLite `$pool` is the writer connection, so that it takes its turn with the other writes
+/// instead of waiting for SQLite's file lock.
+macro_rules! with_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite { writes: $pool, .. } => $body,
             Pool::Postgres($pool) => $body,
         }
     };

@@ -506,7 +506,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let counters =
             serde_json::to_string(counters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE agents SET agent_version = $1, os = $2, policy_version = $3, \
                  counters = $4, last_seen = $5 WHERE id = $6",

@@ -266,7 +266,7 @@ impl Store {
     /// Resolves the alert `id` on the server's own account (the condition it reports has
     /// ended): not audited, like raising. `false` when it was already resolved or is gone.
     pub async fn resolve_alert_by_server(&self, id: i64, at: &str) -> Result<bool, StoreError> {
-        let changed = with_pool!(self, pool => {
+        let changed = with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE alerts SET status = 'resolved', updated_at = $2 \
                  WHERE id = $1 AND status <> 'resolved'",

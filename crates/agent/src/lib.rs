@@ -3,7 +3,12 @@
 //! which the simulated fleet runs too.
 //!
 //! Layout:
+//! - [`flow`]: the key that names a connection, free of any operating system's types.
+//! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
+//!   interface.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
+pub mod flow;
+pub mod process;
 pub mod uplink;

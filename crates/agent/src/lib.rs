@@ -3,12 +3,15 @@
 //! which the simulated fleet runs too.
 //!
 //! Layout:
+//! - [`conntrack`]: kernel connection tracking events (new and ended connections with their
+//!   counters) over netlink.
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
+pub mod conntrack;
 pub mod flow;
 pub mod process;
 pub mod uplink;

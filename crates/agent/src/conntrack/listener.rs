@@ -91,7 +91,7 @@ impl Listener {
                 continue;
             }
             let datagram = buf.get(..len).unwrap_or(buf);
-            return Ok(self.events(datagram));
+            return Ok(events(datagram, &mut self.malformed));
         }
     }
 
@@ -104,18 +104,6 @@ impl Listener {
     /// How many malformed messages were skipped.
     pub fn malformed(&self) -> u64 {
         self.malformed
-    }
-
-    fn events(&mut self, datagram: &[u8]) -> Vec<CtEvent> {
-        let mut events = Vec::new();
-        for message in Messages::new(datagram) {
-            match message.and_then(|message| message.event()) {
-                Ok(Some(event)) => events.push(event),
-                Ok(None) => {}
-                Err(_) => self.malformed = self.malformed.saturating_add(1),
-            }
-        }
-        events
     }
 }
 
@@ -137,6 +125,20 @@ pub fn enable_accounting() -> io::Result<()> {
 /// made afterwards get them. Fails without privilege or when conntrack is not loaded.
 pub fn enable_timestamps() -> io::Result<()> {
     std::fs::write("/proc/sys/net/netfilter/nf_conntrack_timestamp", b"1\n")
+}
+
+/// The events of a datagram from the kernel; a malformed message is counted in `malformed` and
+/// skipped, and one whose framing is broken ends the datagram.
+fn events(datagram: &[u8], malformed: &mut u64) -> Vec<CtEvent> {
+    let mut events = Vec::new();
+    for message in Messages::new(datagram) {
+        match message.and_then(|message| message.event()) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err(_) => *malformed = malformed.saturating_add(1),
+        }
+    }
+    events
 }
 
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
@@ -235,6 +237,27 @@ mod tests {
             .output()
             .unwrap();
         assert!(status.status.success(), "conntrack {action:?}: {status:?}");
+    }
+
+    #[test]
+    fn a_malformed_message_is_counted_and_the_rest_of_the_datagram_still_read() {
+        use crate::conntrack::parse::tests::{destroy_v4, message, tuple_attr};
+        let no_id = message(
+            2,
+            0,
+            2,
+            &[tuple_attr(
+                "10.0.0.5:1".parse().unwrap(),
+                "10.0.0.6:2".parse().unwrap(),
+                6,
+            )],
+        );
+        let mut malformed = 0;
+        let datagram = [destroy_v4(1), no_id, destroy_v4(3)].concat();
+        let read = events(&datagram, &mut malformed);
+        assert_eq!(malformed, 1);
+        assert_eq!(read.len(), 2);
+        assert!(matches!(read[1], CtEvent::Destroy { id: 3, .. }));
     }
 
     fn is_loopback(ip: IpAddr) -> bool {

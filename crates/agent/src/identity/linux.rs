@@ -141,17 +141,19 @@ impl ProcIdentity {
         if socket.inode == 0 {
             return Ok(Some(self.ownerless(known, socket.uid)));
         }
-        if let Some(owner) = self.sockets.get(&socket.inode).copied() {
+        let indexed = self.sockets.get(&socket.inode).copied();
+        if let Some(owner) = indexed {
             if self.start_time(owner.pid) == Some(owner.start_time) {
                 self.stats.index_hits = self.stats.index_hits.saturating_add(1);
                 return Ok(Some(self.answer(owner, &socket)));
             }
+            // The process that held it has exited (its pid may name another process by now).
             self.sockets.remove(&socket.inode);
         }
         self.stats.index_misses = self.stats.index_misses.saturating_add(1);
         match self.scan_for(socket.inode, socket.uid) {
             Some(owner) => Ok(Some(self.answer(owner, &socket))),
-            None => Ok(Some(self.ownerless(known, socket.uid))),
+            None => Ok(Some(self.ownerless(known.or(indexed), socket.uid))),
         }
     }
 

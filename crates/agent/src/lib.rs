@@ -6,6 +6,8 @@
 //! - [`conntrack`]: kernel connection tracking events (new and ended connections with their
 //!   counters) over netlink.
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
+//! - [`identity`]: the Linux process lookup: the socket by netlink `sock_diag`, its owner from a
+//!   warm `/proc` index, the process's facts from a per-process cache.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
@@ -13,5 +15,6 @@
 
 pub mod conntrack;
 pub mod flow;
+pub mod identity;
 pub mod process;
 pub mod uplink;

@@ -6,9 +6,12 @@
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
+//! - [`spool`]: the durable local queue of connection events between enforcement and the
+//!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
 pub mod flow;
 pub mod process;
+pub mod spool;
 pub mod uplink;

@@ -288,9 +288,13 @@ impl Spool {
         let (Some(writer), Some(segment)) = (self.writer.as_mut(), self.segments.back_mut()) else {
             return Err(SpoolError::Config("no segment to append to"));
         };
-        writer
-            .write_all(&self.frame)
-            .map_err(io_at(&segment.path))?;
+        if let Err(err) = writer.write_all(&self.frame) {
+            // What reached the file is unknown: leave the segment (its reader stops at the bytes
+            // counted so far, and opening repairs it) and start a new one next time.
+            let err = io_at(&segment.path)(err);
+            self.writer = None;
+            return Err(err);
+        }
         segment.bytes = segment.bytes.saturating_add(frame_bytes);
         segment.records = segment.records.saturating_add(1);
         segment.last_seq = event.seq;
@@ -1064,6 +1068,44 @@ mod tests {
         let expected: Vec<u64> = (9..=20).collect();
         assert_eq!(seqs(&spool.peek(100).unwrap()), expected);
         assert_eq!(spool.next_seq(), 21);
+    }
+
+    #[test]
+    fn fsync_policies_decide_when_events_reach_the_file() {
+        let on_disk = |dir: &Path| -> Vec<u64> {
+            segment_files(dir)
+                .iter()
+                .flat_map(|path| {
+                    let bytes = std::fs::read(path).unwrap();
+                    Frames::new(&bytes)
+                        .filter_map(|frame| match frame {
+                            Frame::Record { event, .. } => Some(event.seq),
+                            Frame::Damaged { .. } => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for (fsync, written) in [
+            (Fsync::Always, vec![1, 2, 3]),
+            (Fsync::Every(Duration::ZERO), vec![1, 2, 3]),
+            (Fsync::Every(Duration::from_secs(3600)), vec![]),
+            (Fsync::Never, vec![]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spool = Spool::open(
+                dir.path(),
+                SpoolConfig {
+                    fsync,
+                    ..config(100, 10)
+                },
+            )
+            .unwrap();
+            append_range(&mut spool, 1..=3);
+            assert_eq!(on_disk(dir.path()), written, "{fsync:?}");
+            spool.sync().unwrap();
+            assert_eq!(on_disk(dir.path()), [1, 2, 3], "{fsync:?}");
+        }
     }
 
     #[cfg(unix)]

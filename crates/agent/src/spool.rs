@@ -1134,6 +1134,51 @@ mod tests {
     }
 
     #[test]
+    fn any_single_damaged_byte_or_cut_loses_at_most_what_it_touched() {
+        let mut segment = Vec::new();
+        let mut frame = Vec::new();
+        for seq in 1..=5 {
+            encode_frame(&event(seq), &mut frame).unwrap();
+            segment.extend_from_slice(&frame);
+        }
+        let size = frame.len();
+        let read = |bytes: &[u8]| -> Vec<u64> {
+            let mut at = 0;
+            let mut found = Vec::new();
+            for frame in Frames::new(bytes) {
+                let (start, end) = match frame {
+                    Frame::Record { start, end, event } => {
+                        found.push(event.seq);
+                        (start, end)
+                    }
+                    Frame::Damaged { start, end } => (start, end),
+                };
+                assert!(
+                    start == at && end > start,
+                    "frames cover the bytes in order"
+                );
+                at = end;
+            }
+            assert_eq!(at, bytes.len());
+            found
+        };
+        for at in 0..segment.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bytes = segment.clone();
+                bytes[at] ^= flip;
+                let hit = u64::try_from(at / size).unwrap() + 1;
+                let expected: Vec<u64> = (1..=5).filter(|&seq| seq != hit).collect();
+                assert_eq!(read(&bytes), expected, "byte {at} ^ {flip:#x}");
+            }
+        }
+        for len in 0..segment.len() {
+            let whole = u64::try_from(len / size).unwrap();
+            let expected: Vec<u64> = (1..=whole).collect();
+            assert_eq!(read(&segment[..len]), expected, "cut at {len}");
+        }
+    }
+
+    #[test]
     fn intact_frames_are_found_among_garbage() {
         let mut bytes = b"PSv1\xff\xff\x00\x00garbagePSv".to_vec();
         let mut frame = Vec::new();

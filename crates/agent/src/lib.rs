@@ -10,6 +10,8 @@
 //!   warm `/proc` index, the process's facts from a per-process cache.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
+//! - [`spool`]: the durable local queue of connection events between enforcement and the
+//!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
@@ -17,4 +19,5 @@ pub mod conntrack;
 pub mod flow;
 pub mod identity;
 pub mod process;
+pub mod spool;
 pub mod uplink;

@@ -4,11 +4,14 @@
 //!
 //! Layout:
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
+//! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
+//!   HTTP hosts, so domain rules apply to connections made to addresses.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
 pub mod flow;
+pub mod names;
 pub mod process;
 pub mod uplink;

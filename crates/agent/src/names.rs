@@ -481,6 +481,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use palisade_dpi::dns::{Question, Record};
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -845,6 +846,106 @@ mod tests {
         let first = cache.name_of(v4("1.1.1.1"), T0).unwrap();
         let second = cache.name_of(v4("1.1.1.2"), T0).unwrap();
         assert!(std::ptr::eq(first, second));
+    }
+
+    /// One generated answer: owner (0..6), CNAME target (0..6) or address (10.0.0.0..8), TTL.
+    type Answer = (usize, Result<usize, u8>, u32);
+
+    fn generated_message(rcode: u8, question: usize, answers: &[Answer]) -> Message {
+        let name = |i: usize| format!("n{i}.example");
+        let answers = answers
+            .iter()
+            .map(|(owner, data, ttl)| match data {
+                Ok(target) => cname(&name(*owner), *ttl, &name(*target)),
+                Err(host) => a(&name(*owner), *ttl, &format!("10.0.0.{host}")),
+            })
+            .collect();
+        let mut msg = response(&name(question), answers);
+        msg.rcode = rcode;
+        msg
+    }
+
+    /// The simple reference: for each (address, question), when it was last learned (sequence
+    /// number) and until when it holds.
+    fn reference_learn(
+        model: &mut HashMap<(IpAddr, String), (u64, i64)>,
+        seq: &mut u64,
+        msg: &Message,
+        now_ms: i64,
+    ) {
+        if msg.rcode != 0 {
+            return;
+        }
+        let question = &msg.questions[0].name;
+        // The chain: names reached by taking, from each name, the first CNAME it owns.
+        let mut chain = vec![(question.clone(), u32::MAX)];
+        loop {
+            let (current, ttl) = chain.last().unwrap().clone();
+            let next = msg.answers.iter().find_map(|r| match &r.data {
+                RecordData::Name(target) if r.name == current => Some((target.clone(), r.ttl)),
+                _ => None,
+            });
+            match next {
+                Some((target, link)) if !chain.iter().any(|(n, _)| *n == target) => {
+                    chain.push((target, ttl.min(link)));
+                }
+                _ => break,
+            }
+        }
+        for r in &msg.answers {
+            if let (RecordData::A(addr), Some((_, ttl))) =
+                (&r.data, chain.iter().find(|(n, _)| *n == r.name))
+            {
+                let ms = (i64::from(r.ttl.min(*ttl)) * 1000).clamp(TTL_FLOOR_MS, TTL_CAP_MS);
+                *seq += 1;
+                model.insert((IpAddr::V4(*addr), question.clone()), (*seq, now_ms + ms));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lookups_match_a_simple_reference(
+            messages in prop::collection::vec(
+                (
+                    prop_oneof![4 => Just(0u8), 1 => Just(3u8)],
+                    0usize..4,
+                    prop::collection::vec(
+                        (0usize..6, prop_oneof![(0usize..6).prop_map(Ok), (0u8..8).prop_map(Err)], 0u32..400),
+                        0..8,
+                    ),
+                    0i64..200_000,
+                ),
+                1..30,
+            )
+        ) {
+            let mut cache = NameCache::new(1000);
+            let mut small = NameCache::new(3);
+            let mut model = HashMap::new();
+            let (mut now_ms, mut seq) = (T0, 0);
+            for (rcode, question, answers, gap) in &messages {
+                now_ms += gap;
+                let msg = generated_message(*rcode, *question, answers);
+                cache.observe_dns(&msg, now_ms);
+                small.observe_dns(&msg, now_ms);
+                reference_learn(&mut model, &mut seq, &msg, now_ms);
+                prop_assert!(small.len() <= 3);
+                for probe in [now_ms, now_ms + 59_000, now_ms + 150_000, now_ms + 500_000] {
+                    for host in 0..8u8 {
+                        let ip = v4(&format!("10.0.0.{host}"));
+                        let expected = model
+                            .iter()
+                            .filter(|((addr, _), (_, until))| *addr == ip && *until > probe)
+                            .max_by_key(|(_, (seq, _))| *seq)
+                            .map(|((_, name), _)| name.as_str());
+                        prop_assert_eq!(cache.name_of(ip, probe), expected, "{} at {}", ip, probe);
+                        if let Some(name) = small.name_of(ip, probe) {
+                            prop_assert!(model.contains_key(&(ip, name.to_owned())));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The shared captures, beside the checkout.

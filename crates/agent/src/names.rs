@@ -463,13 +463,20 @@ fn addresses(data: &RecordData) -> Vec<IpAddr> {
 
 /// DNS names compare without regard to ASCII case; `normalised` is already lower-case.
 fn eq_name(raw: &str, normalised: &str) -> bool {
-    let raw = raw.strip_suffix('.').unwrap_or(raw);
+    let raw = match raw.strip_suffix('.') {
+        Some(stem) if !stem.ends_with('\\') => stem,
+        _ => raw,
+    };
     raw.eq_ignore_ascii_case(normalised)
 }
 
-/// Lower-case without a trailing dot; `None` for an empty or over-long name.
+/// Lower-case without a trailing dot (an escaped one, `\.` from a label that ends in a dot,
+/// stays); `None` for an empty or over-long name.
 fn normalise(name: &str) -> Option<String> {
-    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = match name.strip_suffix('.') {
+        Some(stem) if !stem.ends_with('\\') => stem,
+        _ => name,
+    };
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return None;
     }
@@ -825,6 +832,11 @@ mod tests {
             Some(("api.example.com", NameSource::ServerName))
         );
         assert!(!cache.observe_server_name(ip, "", T0));
+        assert!(!cache.observe_server_name(ip, ".", T0));
+        // A DNS name whose last label ends in a dot keeps it (escaped).
+        let odd = response("odd\\.", vec![a("ODD\\.", 300, "203.0.113.10")]);
+        assert_eq!(cache.observe_dns(&odd, T0), 1);
+        assert_eq!(cache.name_of(v4("203.0.113.10"), T0), Some("odd\\."));
         assert!(!cache.observe_server_name(ip, "203.0.113.9", T0));
         assert!(!cache.observe_server_name(ip, &"x".repeat(300), T0));
         assert_eq!(

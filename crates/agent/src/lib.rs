@@ -8,6 +8,8 @@
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
 //! - [`identity`]: the Linux process lookup: the socket by netlink `sock_diag`, its owner from a
 //!   warm `/proc` index, the process's facts from a per-process cache.
+//! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
+//!   HTTP hosts, so domain rules apply to connections made to addresses.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
 //! - [`spool`]: the durable local queue of connection events between enforcement and the
@@ -18,6 +20,7 @@
 pub mod conntrack;
 pub mod flow;
 pub mod identity;
+pub mod names;
 pub mod process;
 pub mod spool;
 pub mod uplink;

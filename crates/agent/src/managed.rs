@@ -11,7 +11,7 @@ use std::time::Duration;
 use palisade_proto::gateway::v1::Policy;
 use prost::Message;
 
-use crate::daemon::Enforcer;
+use crate::daemon::Agent;
 use crate::decide::ActivePolicy;
 use crate::spool::Spool;
 use crate::uplink::{Heartbeat, Identity, Uplink, UplinkError};
@@ -59,7 +59,7 @@ pub async fn run(
     identity: Identity,
     data: PathBuf,
     os: String,
-    enforcer: Arc<Enforcer>,
+    agent: Arc<Agent>,
     spool: Arc<Mutex<Spool>>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -67,7 +67,7 @@ pub async fn run(
         match Uplink::connect(&server, &identity).await {
             Ok(uplink) => {
                 backoff = Duration::from_millis(200);
-                let error = serve(uplink, &data, &os, &enforcer, &spool).await;
+                let error = serve(uplink, &data, &os, &agent, &spool).await;
                 tracing::warn!(%error, "connection to the server lost");
             }
             Err(error) => tracing::warn!(%error, "cannot reach the server"),
@@ -81,7 +81,7 @@ async fn serve(
     uplink: Uplink,
     data: &Path,
     os: &str,
-    enforcer: &Arc<Enforcer>,
+    agent: &Arc<Agent>,
     spool: &Arc<Mutex<Spool>>,
 ) -> String {
     let mut stream = match uplink.clone().policies().await {
@@ -94,7 +94,7 @@ async fn serve(
     loop {
         tokio::select! {
             policy = stream.next() => match policy {
-                Ok(Some(policy)) => receive(policy, data, enforcer).await,
+                Ok(Some(policy)) => receive(policy, data, agent).await,
                 Ok(None) => return "the server closed the policy stream".to_owned(),
                 Err(e) => return e.to_string(),
             },
@@ -102,8 +102,8 @@ async fn serve(
                 let report = Heartbeat {
                     version: VERSION.to_owned(),
                     os: os.to_owned(),
-                    policy_version: enforcer.policy_version(),
-                    counters: report_counters(enforcer, spool),
+                    policy_version: agent.policy_version(),
+                    counters: report_counters(agent, spool),
                 };
                 if let Err(e) = uplink.clone().heartbeat(&report).await {
                     return e.to_string();
@@ -118,15 +118,15 @@ async fn serve(
     }
 }
 
-async fn receive(policy: Policy, data: &Path, enforcer: &Arc<Enforcer>) {
+async fn receive(policy: Policy, data: &Path, agent: &Arc<Agent>) {
     let Some(active) = compile(&policy) else {
         return;
     };
     if let Err(e) = crate::files::write_private(&policy_file(data), &policy.encode_to_vec()) {
         tracing::warn!(error = %e, "the policy could not be kept on disk");
     }
-    let enforcer = enforcer.clone();
-    let applied = tokio::task::spawn_blocking(move || enforcer.apply(active)).await;
+    let agent = agent.clone();
+    let applied = tokio::task::spawn_blocking(move || agent.apply(active)).await;
     match applied {
         Ok(Ok(())) => {
             tracing::info!(policy = %policy.name, version = policy.version, "policy in force")
@@ -156,8 +156,8 @@ async fn send_spooled(uplink: &mut Uplink, spool: &Mutex<Spool>) -> Result<(), U
     }
 }
 
-fn report_counters(enforcer: &Enforcer, spool: &Mutex<Spool>) -> HashMap<String, u64> {
-    let mut counters: HashMap<String, u64> = enforcer
+fn report_counters(agent: &Agent, spool: &Mutex<Spool>) -> HashMap<String, u64> {
+    let mut counters: HashMap<String, u64> = agent
         .counters()
         .snapshot()
         .into_iter()

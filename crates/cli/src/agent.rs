@@ -101,8 +101,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.policy {
         let loaded = crate::policy::load(path).context("the policy is invalid")?;
         shared.set_policy(ActivePolicy::new(&loaded.1.policy, None));
-    } else if let Some(active) =
-        managed::saved_policy(&args.data).and_then(|p| managed::compile(&p))
+    } else if let Some(active) = identity
+        .as_ref()
+        .and_then(|i| managed::saved_policy(&args.data, &i.ca_pem))
+        .and_then(|p| managed::compile(&p))
     {
         shared.set_policy(active);
     }

@@ -356,15 +356,7 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
         ("127.0.0.1:0", &format!("{host}:0")),
         site.dir.path().join("server.log"),
     );
-    let token = node
-        .post(
-            "/api/v1/enrollment-tokens",
-            &json!({"expires_in_seconds": 600}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = node.enrollment_token().await;
     let created = node
         .post(
             "/api/v1/policies",

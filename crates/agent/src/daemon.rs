@@ -12,7 +12,6 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,10 +36,9 @@ pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Se
 /// Events that may wait between the deciders and the recorder; beyond this they are counted
 /// as dropped rather than slowing connections down.
 const EVENT_BUFFER: usize = 65_536;
-/// How often an idle recorder lets the spool sync what it holds.
-const IDLE_SYNC: Duration = Duration::from_millis(50);
-/// How long [`Enforcer::stop`] gives the recorder to write the last decisions.
-const SETTLE: Duration = Duration::from_millis(100);
+/// How often the recorder takes the decided events and writes them to the spool. Deciders
+/// never wake it: waking a thread per connection cost more than the rest of the bookkeeping.
+const RECORD_EVERY: Duration = Duration::from_millis(20);
 
 /// Whether the agent changes the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +106,7 @@ pub struct Agent {
     counters: Arc<Counters>,
     chains: Mutex<Option<Chains>>,
     spool: Arc<Mutex<Spool>>,
+    events: Arc<Decided>,
 }
 
 impl Agent {
@@ -122,12 +121,17 @@ impl Agent {
         clock: Clock,
     ) -> io::Result<Agent> {
         let counters = Arc::new(Counters::default());
-        let (events, queued) = std::sync::mpsc::sync_channel(EVENT_BUFFER);
+        let events = Arc::new(Decided::default());
         {
-            let (counters, spool) = (counters.clone(), spool.clone());
+            let (counters, spool, events) = (counters.clone(), spool.clone(), events.clone());
             std::thread::Builder::new()
                 .name("recorder".into())
-                .spawn(move || record(&queued, &spool, &counters))?;
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(RECORD_EVERY);
+                        record(&events, &spool, &counters);
+                    }
+                })?;
         }
         let agent = Agent {
             settings,
@@ -135,6 +139,7 @@ impl Agent {
             counters,
             chains: Mutex::new(None),
             spool,
+            events: events.clone(),
         };
         match agent.settings.mode {
             Mode::Enforce => {
@@ -149,7 +154,7 @@ impl Agent {
     fn serve_queues(
         &self,
         lookups: &LookupFactory,
-        events: &SyncSender<ConnectionEvent>,
+        events: &Arc<Decided>,
         clock: &Clock,
     ) -> io::Result<()> {
         let (settings, shared) = (&self.settings, &self.shared);
@@ -197,7 +202,7 @@ impl Agent {
     fn observe(
         &self,
         lookups: &LookupFactory,
-        events: SyncSender<ConnectionEvent>,
+        events: Arc<Decided>,
         clock: Clock,
     ) -> io::Result<()> {
         let mut listener = Listener::open(Groups {
@@ -272,7 +277,7 @@ impl Agent {
             Mode::Enforce => crate::netfilter::remove(),
             Mode::Observe => Ok(()),
         };
-        std::thread::sleep(SETTLE);
+        record(&self.events, &self.spool, &self.counters);
         if let Ok(mut spool) = self.spool.lock() {
             spool.sync().map_err(io::Error::other)?;
         }
@@ -314,19 +319,44 @@ fn count(
     counters: &Counters,
     enforcement: Enforcement,
     event: Option<ConnectionEvent>,
-    events: &SyncSender<ConnectionEvent>,
+    events: &Decided,
 ) {
     counters.decided.fetch_add(1, Ordering::Relaxed);
     if enforcement != Enforcement::Allow {
         counters.blocked.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(event) = event {
-        match events.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                counters.events_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if !events.push(event) {
+            counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Decided events waiting for the recorder.
+#[derive(Debug, Default)]
+struct Decided {
+    waiting: Mutex<Vec<ConnectionEvent>>,
+}
+
+impl Decided {
+    /// Adds an event; `false` when [`EVENT_BUFFER`] events already wait (it is dropped).
+    fn push(&self, event: ConnectionEvent) -> bool {
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return false;
+        };
+        if waiting.len() >= EVENT_BUFFER {
+            return false;
+        }
+        waiting.push(event);
+        true
+    }
+
+    /// Everything waiting, oldest first.
+    fn take(&self) -> Vec<ConnectionEvent> {
+        self.waiting
+            .lock()
+            .map(|mut waiting| std::mem::take(&mut *waiting))
+            .unwrap_or_default()
     }
 }
 
@@ -344,29 +374,23 @@ fn learn_names(shared: &Shared, bytes: &[u8], now: Timestamp, counters: &Counter
     }
 }
 
-/// Numbers events and appends them to the spool; the spool's fsync setting decides when they
-/// reach the disk (checked after every burst, and every [`IDLE_SYNC`] while idle).
-fn record(queued: &Receiver<ConnectionEvent>, spool: &Mutex<Spool>, counters: &Counters) {
-    loop {
-        let first = match queued.recv_timeout(IDLE_SYNC) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+/// Numbers the waiting events and appends them to the spool; the spool's fsync setting decides
+/// when they reach the disk.
+fn record(events: &Decided, spool: &Mutex<Spool>, counters: &Counters) {
+    let waiting = events.take();
+    let Ok(mut spool) = spool.lock() else { return };
+    for mut event in waiting {
+        event.seq = spool.next_seq();
+        match spool.append(&event) {
+            Ok(()) => counters.events_spooled.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "an event could not be spooled");
+                counters.spool_errors.fetch_add(1, Ordering::Relaxed)
+            }
         };
-        let Ok(mut spool) = spool.lock() else { return };
-        for mut event in first.into_iter().chain(queued.try_iter()) {
-            event.seq = spool.next_seq();
-            match spool.append(&event) {
-                Ok(()) => counters.events_spooled.fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::warn!(error = %e, "an event could not be spooled");
-                    counters.spool_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-        }
-        if let Err(e) = spool.sync_if_due() {
-            tracing::warn!(error = %e, "the spool could not be made durable");
-        }
+    }
+    if let Err(e) = spool.sync_if_due() {
+        tracing::warn!(error = %e, "the spool could not be made durable");
     }
 }
 

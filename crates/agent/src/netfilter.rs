@@ -13,8 +13,10 @@
 //!    through the rest of the host's rules, blocked ones are dropped or rejected.
 //!
 //! Without a listener on a queue the kernel lets new connections through when the policy fails
-//! open (`--queue-bypass`) and drops them when it fails closed. DNS responses (source port 53)
-//! go to a queue of their own and are always let through when nobody listens.
+//! open (`--queue-bypass`) and drops them when it fails closed. DNS responses (source port 53,
+//! answering a query this host sent: conntrack state `ESTABLISHED`, so a forged "answer" nobody
+//! asked for teaches the agent nothing) go to a queue of their own and are always let through
+//! when nobody listens.
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
@@ -87,14 +89,12 @@ impl Chains {
         let queue = self.queue_target();
         self.verdict_rules(&mut s, OUT, family);
         s += &format!("-A {OUT} -m conntrack --ctstate NEW -j {queue}\n");
-        s += &format!(
-            "-A {IN} -p udp --sport 53 -j NFQUEUE --queue-num {} --queue-bypass\n",
-            self.dns_queue
-        );
-        s += &format!(
-            "-A {IN} -p tcp --sport 53 -j NFQUEUE --queue-num {} --queue-bypass\n",
-            self.dns_queue
-        );
+        for protocol in ["udp", "tcp"] {
+            s += &format!(
+                "-A {IN} -p {protocol} --sport 53 -m conntrack --ctstate ESTABLISHED -j NFQUEUE --queue-num {} --queue-bypass\n",
+                self.dns_queue
+            );
+        }
         if self.inbound {
             self.verdict_rules(&mut s, IN, family);
             s += &format!("-A {IN} -m conntrack --ctstate NEW -j {queue}\n");
@@ -253,6 +253,22 @@ mod tests {
         let both = chains(Fail::Open, 1, true).script(Family::V6, true);
         assert!(both.contains("-A PALISADE-IN -m conntrack --ctstate NEW"));
         assert!(both.contains("icmp6-port-unreachable"));
+    }
+
+    #[test]
+    fn only_answers_to_this_hosts_queries_reach_the_dns_queue() {
+        let script = chains(Fail::Open, 1, false).script(Family::V4, true);
+        let dns: Vec<&str> = script
+            .lines()
+            .filter(|l| l.contains("--sport 53"))
+            .collect();
+        assert_eq!(dns.len(), 2, "{script}");
+        for rule in dns {
+            assert!(
+                rule.contains("--ctstate ESTABLISHED -j NFQUEUE --queue-num 9"),
+                "{rule}"
+            );
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 #
 # Set-up, made afresh for every configuration and removed after it: a client network namespace
 # joined by a veth pair to a server namespace, where `connect_latency serve` accepts and closes
-# on 10.201.0.2:7000 and :7001. The firewall runs inside the client namespace. The client
-# (crates/agent/examples/connect_latency.rs) makes COUNT sequential connects to :7000 (connect,
-# then close), then THREADS clients connect for PARALLEL_SECONDS. Both firewalls have the same
-# two rules: the client's executable is allowed, and blocked on port 7001; a refused connect to
-# :7001 before the timed runs shows the firewall holds and identifies the client's connections.
+# on 10.201.0.2:7000 and :7001 and on 10.201.0.3 to .5:7000. The firewall runs inside the client
+# namespace. The client (crates/agent/examples/connect_latency.rs) makes COUNT sequential
+# connects to 10.201.0.2:7000 (connect, then close), then THREADS clients connect for
+# PARALLEL_SECONDS, to the four server addresses in turn. Both firewalls have the same two
+# rules: the client's executable is allowed, and blocked on port 7001; a refused connect to
+# :7001 before the timed runs shows that the firewall holds and identifies the client's
+# connections.
 #
 # For the firewall process: CPU (utime + stime from /proc/PID/stat over the client's run, as a
 # share of one core, and per connection), peak resident memory (VmHWM), and per-thread CPU.
@@ -34,15 +36,20 @@ PROFILE_DIR=${PROFILE_DIR:-${TMPDIR:-/tmp}}
 
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --locked --quiet -p palisade-agent --example connect_latency
-case " $ONLY " in *" palisade "*) cargo build --release --locked --quiet -p palisade ;; esac
 CLIENT=$TARGET/release/examples/connect_latency
-PALISADE=$TARGET/release/palisade
+if [ -z "${PALISADE:-}" ]; then # PALISADE=FILE measures that binary instead
+    case " $ONLY " in *" palisade "*) cargo build --release --locked --quiet -p palisade ;; esac
+    PALISADE=$TARGET/release/palisade
+fi
 
 work=$(mktemp -d)
 chmod 755 "$work"
 tag=pb$$
 C=${tag}c S=${tag}s
 CLIENT_IP=10.201.0.1 SERVER_IP=10.201.0.2
+# The parallel clients connect to four server addresses in turn: the kernel spreads connections
+# over the agent's queues by address pair, so one pair would leave all but one queue idle.
+PARALLEL_TARGETS="10.201.0.2:7000 10.201.0.3:7000 10.201.0.4:7000 10.201.0.5:7000"
 server_pid= fw_pid=
 teardown() {
     if [ -n "$fw_pid" ]; then
@@ -72,7 +79,9 @@ setup() {
     ip link set "${tag}v0" netns "$C"
     ip link set "${tag}v1" netns "$S"
     ip -n "$C" addr add "$CLIENT_IP/24" dev "${tag}v0"
-    ip -n "$S" addr add "$SERVER_IP/24" dev "${tag}v1"
+    for ip in 2 3 4 5; do
+        ip -n "$S" addr add "10.201.0.$ip/24" dev "${tag}v1"
+    done
     for ns in "$C" "$S"; do
         ip -n "$ns" link set lo up
     done
@@ -84,7 +93,7 @@ setup() {
     # The server accepts at a real-time priority: the clients connect faster than a starved
     # accepting thread would drain the listen queue (128 deep), and SYNs beyond it are dropped
     # and sent again a second later, which would be counted against the firewall.
-    ip netns exec "$S" chrt -f 1 "$CLIENT" serve "$SERVER_IP:7000" "$SERVER_IP:7001" --threads 2 \
+    ip netns exec "$S" chrt -f 1 "$CLIENT" serve $PARALLEL_TARGETS "$SERVER_IP:7001" \
         >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
     for _ in $(seq 100); do grep -q serving "$work/server.out" && return; sleep 0.05; done
@@ -177,8 +186,8 @@ start_firewall() { # none|palisade|opensnitch
     fi
 }
 
-ticks() { # PID: utime + stime of the whole process, in clock ticks
-    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+ticks() { # PID: "utime stime" of the whole process, in clock ticks
+    awk '{ print $14, $15 }' "/proc/$1/stat" 2>/dev/null || echo 0 0
 }
 thread_ticks() { # PID: "name ticks" per thread
     for t in /proc/"$1"/task/*; do
@@ -192,27 +201,29 @@ HZ=$(getconf CLK_TCK)
 measure() { # CONFIG MODE ARGS...
     local config=$1 mode=$2
     shift 2
-    local t0 t1 c0=0 c1=0 out
+    local t0 t1 c0="0 0" c1="0 0" out
     [ -n "$fw_pid" ] && { c0=$(ticks "$fw_pid"); thread_ticks "$fw_pid" >"$work/threads0"; }
     t0=$(now)
-    out=$(ip netns exec "$C" "$CLIENT" connect "$SERVER_IP:7000" "$@" 2>"$work/client.err") || {
+    out=$(ip netns exec "$C" "$CLIENT" connect "$@" 2>"$work/client.err") || {
         echo "the client failed: $(cat "$work/client.err")" >&2
         exit 1
     }
     t1=$(now)
-    local fw="cpu_pct=- cpu_us_per_connect=- rss_peak_mb=-"
+    local fw="cpu_pct=- cpu_us_per_connect=- user_us=- sys_us=- rss_peak_mb=-"
     if [ -n "$fw_pid" ]; then
         c1=$(ticks "$fw_pid")
         thread_ticks "$fw_pid" >"$work/threads1"
         local hwm
         hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$fw_pid/status")
-        fw=$(awk -v c="$((c1 - c0))" -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v kb="$hwm" -v line="$out" '
+        fw=$(awk -v c0="$c0" -v c1="$c1" -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v kb="$hwm" -v line="$out" '
             BEGIN {
                 n = 0
                 if (match(line, /connects=[0-9]+/)) n += substr(line, RSTART + 9, RLENGTH - 9)
                 if (match(line, /failures=[0-9]+/)) n += substr(line, RSTART + 9, RLENGTH - 9)
-                cpu = c / hz
-                printf "cpu_pct=%.0f cpu_us_per_connect=%.1f rss_peak_mb=%.1f", 100 * cpu / (t1 - t0), 1e6 * cpu / n, kb / 1024
+                split(c0, a); split(c1, b)
+                user = (b[1] - a[1]) / hz; sys = (b[2] - a[2]) / hz; cpu = user + sys
+                printf "cpu_pct=%.0f cpu_us_per_connect=%.1f user_us=%.1f sys_us=%.1f rss_peak_mb=%.1f",
+                    100 * cpu / (t1 - t0), 1e6 * cpu / n, 1e6 * user / n, 1e6 * sys / n, kb / 1024
             }')
         echo "  $config $mode threads (CPU ticks of 1/$HZ s): $(join "$work/threads0" "$work/threads1" | awk '$3 > $2 { printf "%s=%d ", $1, $3 - $2 }')" >>"$work/threads.log"
     fi
@@ -250,17 +261,17 @@ for run in $(seq "$RUNS"); do
         start_firewall "$config"
         check_intercepting "$config"
         q0=$(queued_packets)
-        measure "$config" sequential --count "$COUNT"
+        measure "$config" sequential "$SERVER_IP:7000" --count "$COUNT"
         if [ "${PROFILE:-0}" = 1 ] && [ "$config" = palisade ]; then
-            perf record -g -o "$work/perf.data" -p "$fw_pid" -- sleep "$PARALLEL_SECONDS" >/dev/null 2>&1 &
+            perf record -g -o "$PROFILE_DIR/agent-perf-run$run.data" -p "$fw_pid" -- sleep "$PARALLEL_SECONDS" >/dev/null 2>&1 &
             perf_pid=$!
-            measure "$config" parallel-$THREADS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
+            measure "$config" parallel-$THREADS $PARALLEL_TARGETS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
             wait "$perf_pid" || true
-            perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
-                | grep -v '^$' | head -120 >"$PROFILE_DIR/agent-perf-run$run.txt" || true
-            echo "  perf report: $PROFILE_DIR/agent-perf-run$run.txt" | tee -a "$work/threads.log"
+            perf report -i "$PROFILE_DIR/agent-perf-run$run.data" --no-children --sort comm,dso,sym -g none \
+                --percent-limit 0.5 --stdio 2>/dev/null | grep -v -e '^$' -e '^#' >"$PROFILE_DIR/agent-perf-run$run.txt" || true
+            echo "  perf: $PROFILE_DIR/agent-perf-run$run.data, flat report in agent-perf-run$run.txt" | tee -a "$work/threads.log"
         else
-            measure "$config" parallel-$THREADS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
+            measure "$config" parallel-$THREADS $PARALLEL_TARGETS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
         fi
         if [ "$config" != none ]; then
             echo "  $config: $(( $(queued_packets) - q0 )) packets queued to it during the timed runs" | tee -a "$work/threads.log"
@@ -273,7 +284,7 @@ for run in $(seq "$RUNS"); do
     done
 done
 echo
-echo "| run | firewall | clients | connects | connects/s | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU % of a core | CPU µs per connect | peak RSS MB |"
+echo "| run | firewall | clients | connects | connects/s | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU % of a core | CPU µs per connect (user + sys) | peak RSS MB |"
 echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk '
     { delete f; for (i = 2; i <= NF; i++) if (split($i, kv, "=") == 2) f[kv[1]] = kv[2]
@@ -281,7 +292,8 @@ awk '
       if ($2 == "none") { b50[key] = f["p50_us"]; b99[key] = f["p99_us"] }
       added = (key in b50 && $2 != "none") ? sprintf("%+.0f / %+.0f", f["p50_us"] - b50[key], f["p99_us"] - b99[key]) : "–"
       printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", run, $2, $3, f["connects"], f["per_second"],
-          f["p50_us"], f["p99_us"], f["p999_us"], added, f["cpu_pct"], f["cpu_us_per_connect"], f["rss_peak_mb"] }
+          f["p50_us"], f["p99_us"], f["p999_us"], added, f["cpu_pct"],
+          f["cpu_us_per_connect"] (f["user_us"] == "-" ? "" : " (" f["user_us"] " + " f["sys_us"] ")"), f["rss_peak_mb"] }
 ' "$work/results"
 echo
 echo "per-thread CPU of the firewall processes:"

@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! connect_latency serve ADDR... [--threads T]      accept and close on each ADDR, T threads each
-//! connect_latency connect ADDR [--count N | --seconds S] [--threads T] [--warmup W]
+//! connect_latency connect ADDR... [--count N | --seconds S] [--threads T] [--warmup W]
 //! ```
 //!
 //! `connect` makes W untimed connects first, then N connects (or as many as T threads make in S
 //! seconds), each connect then close, and prints one line of `key=value` figures: connects,
 //! failures, seconds, connects per second, and the p50, p99, p99.9 and largest connect time in
-//! microseconds. A failed connect is counted, not timed; the first failure is printed on
-//! standard error.
+//! microseconds. Client thread `i` connects to the `i`-th address given (round robin), so
+//! several addresses spread the connections over several flows. A failed connect is counted,
+//! not timed; the first failure is printed on standard error.
 
 // A benchmark measures wall-clock time by definition: it reads the clock where it times.
 #![allow(clippy::disallowed_methods)]
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: connect_latency serve ADDR... [--threads T] | \
-    connect ADDR [--count N | --seconds S] [--threads T] [--warmup W]";
+    connect ADDR... [--count N | --seconds S] [--threads T] [--warmup W]";
 
 /// When a `connect` run stops.
 #[derive(Clone, Copy)]
@@ -95,9 +96,9 @@ fn serve(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// Times connects to one address and prints the figures.
+/// Times connects and prints the figures.
 fn connect(args: &[String]) -> Result<(), String> {
-    let mut addr = None;
+    let mut addrs = Vec::new();
     let mut stop = Stop::Count(20_000);
     let mut threads = 1usize;
     let mut warmup = 200u64;
@@ -110,23 +111,31 @@ fn connect(args: &[String]) -> Result<(), String> {
             }
             "--threads" => threads = number(rest.next(), "--threads")?,
             "--warmup" => warmup = number(rest.next(), "--warmup")?,
-            a => addr = Some(a.parse::<SocketAddr>().map_err(|e| format!("{a}: {e}"))?),
+            a => addrs.push(a.parse::<SocketAddr>().map_err(|e| format!("{a}: {e}"))?),
         }
     }
-    let addr = addr.ok_or_else(|| USAGE.to_owned())?;
-    let warm = client(
-        addr,
-        Stop::Count(warmup),
-        &AtomicU64::new(0),
-        Instant::now(),
-    );
-    if let Some(e) = &warm.first_failure {
-        eprintln!("connect_latency: warm-up connect failed: {e}");
+    if addrs.is_empty() {
+        return Err(USAGE.to_owned());
+    }
+    for &addr in &addrs {
+        let warm = client(
+            addr,
+            Stop::Count(warmup),
+            &AtomicU64::new(0),
+            Instant::now(),
+        );
+        if let Some(e) = &warm.first_failure {
+            eprintln!("connect_latency: warm-up connect to {addr} failed: {e}");
+        }
     }
     let claimed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let handles: Vec<_> = (0..threads.max(1))
-        .map(|_| {
+    let handles: Vec<_> = addrs
+        .iter()
+        .copied()
+        .cycle()
+        .take(threads.max(1))
+        .map(|addr| {
             let claimed = claimed.clone();
             std::thread::spawn(move || client(addr, stop, &claimed, start))
         })

@@ -1,14 +1,44 @@
-//! The Palisade endpoint daemon. It will hold interception, process identity, the DNS cache,
-//! enforcement, the spool and the updater; for now it holds the uplink to the central server,
-//! which the simulated fleet runs too.
+//! The Palisade endpoint daemon: it holds every new connection in the kernel, finds the
+//! process behind it and the domain it goes to, decides it with the compiled policy, records it
+//! in a local spool, and sends the spool to its server. The simulated fleet runs its uplink too.
 //!
 //! Layout:
+//! - [`conntrack`]: kernel connection tracking events (new and ended connections with their
+//!   counters) over netlink.
+//! - [`daemon`] (Linux): the running agent: queue threads, the recorder, the chains.
+//! - [`decide`]: one connection to an enforcement and an event.
+//! - [`files`]: files only root may read.
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
+//! - [`identity`]: the Linux process lookup: the socket by netlink `sock_diag`, its owner from a
+//!   warm `/proc` index, the process's facts from a per-process cache.
+//! - [`intercept`]: the [`intercept::Interceptor`] interface: held packets in, verdicts out.
+//! - [`managed`] (Linux): a managed agent's policy stream, heartbeats and uploads.
+//! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
+//!   HTTP hosts, so domain rules apply to connections made to addresses.
+//! - [`netfilter`] (Linux): the agent's own firewall chains, installed and removed.
+//! - [`nfqueue`] (Linux): serving one NFQUEUE queue.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
+//! - [`spool`]: the durable local queue of connection events between enforcement and the
+//!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
 //!   the policy stream, event batches).
 
+pub mod conntrack;
+#[cfg(target_os = "linux")]
+pub mod daemon;
+pub mod decide;
+pub mod files;
 pub mod flow;
+pub mod identity;
+pub mod intercept;
+#[cfg(target_os = "linux")]
+pub mod managed;
+pub mod names;
+#[cfg(target_os = "linux")]
+pub mod netfilter;
+#[cfg(target_os = "linux")]
+pub mod nfqueue;
 pub mod process;
+pub mod spool;
 pub mod uplink;

@@ -11,7 +11,8 @@ use crate::flow::FlowKey;
 /// A process and the facts a policy can match on. Fields the lookup could not read are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Process {
-    /// Process id.
+    /// Process id; 0 when the socket's owner was gone before it could be found, and then only
+    /// `uid` and `user` (the socket's) are known.
     pub pid: u32,
     /// Numeric user id the process runs as.
     pub uid: Option<u32>,

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::files::{create_private_dir, write_private};
 use palisade_proto::ConnectionEvent;
 use palisade_proto::gateway::v1::gateway_client::GatewayClient;
 use palisade_proto::gateway::v1::{
@@ -187,7 +188,8 @@ impl Identity {
             (ID_FILE, &self.agent_id),
         ] {
             let path = dir.join(name);
-            write_private(&path, contents).map_err(|source| UplinkError::File { path, source })?;
+            write_private(&path, contents.as_bytes())
+                .map_err(|source| UplinkError::File { path, source })?;
         }
         Ok(())
     }
@@ -305,36 +307,6 @@ async fn channel(server: &str, tls: ClientTlsConfig) -> Result<Channel, UplinkEr
 
 fn client(channel: Channel) -> GatewayClient<Channel> {
     GatewayClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - `main`: the command line and exit codes.
+//! - [`agent`]: `palisade agent`, the endpoint daemon, standalone or managed.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
@@ -10,6 +11,7 @@
 //! - [`server`]: `palisade server` and `palisade up`, one central node.
 //! - [`simulate`]: `palisade simulate`, simulated endpoints against a server.
 
+mod agent;
 mod analyze;
 mod policy;
 mod sensor;
@@ -39,6 +41,8 @@ enum Command {
     /// Check, evaluate, test and format policy files offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the endpoint agent: decide every new connection by the application behind it.
+    Agent(agent::AgentArgs),
     /// Read a pcap or pcapng capture and print its flows.
     Analyze(analyze::AnalyzeArgs),
     /// Capture on a network interface (mirror port, gateway) and print its flows as they end,
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Policy(command) => policy::run(command),
+        Command::Agent(args) => agent::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Sensor(args) => sensor::run(args),
         Command::Server(args) => server::run(args),

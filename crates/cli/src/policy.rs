@@ -154,7 +154,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 /// Reads and validates a policy, printing warnings; returns its text and the policy, or prints
 /// the errors and returns `None` when it is invalid or unreadable.
-fn load(file: &Path) -> Option<(String, Loaded)> {
+pub(crate) fn load(file: &Path) -> Option<(String, Loaded)> {
     let name = file.display().to_string();
     let text = match read(file) {
         Ok(text) => text,

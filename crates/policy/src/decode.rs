@@ -12,7 +12,7 @@ use palisade_proto::{Action, Connection, Direction, Mode, Protocol, Scope};
 use crate::condition::{Condition, Op, Operand, Scalar, Test};
 use crate::diagnostic::{Diagnostic, Invalid, Severity};
 use crate::field::{Field, Kind};
-use crate::model::{ListEntries, ListSource, Matcher, NamedList, Policy, Rule, TestCase};
+use crate::model::{Fail, ListEntries, ListSource, Matcher, NamedList, Policy, Rule, TestCase};
 use crate::pattern::{Cidr, DomainPattern, Pattern, PortRange, TextPattern};
 use crate::schedule::{HourRange, Schedule};
 use crate::source::{Key, Node, Pos, Value, quote};
@@ -51,6 +51,7 @@ const TOP_KEYS: &[&str] = &[
     "description",
     "default_action",
     "mode",
+    "fail",
     "lists",
     "rules",
     "tests",
@@ -311,6 +312,10 @@ impl<'a> Decoder<'a> {
             ),
             None => Some(Mode::Enforce),
         };
+        let fail = match fields.get("fail") {
+            Some(n) => self.keyword(n, "fail", &[("open", Fail::Open), ("closed", Fail::Closed)]),
+            None => Some(Fail::Open),
+        };
         if let Some(Node {
             value: Value::Map(entries),
             ..
@@ -342,6 +347,7 @@ impl<'a> Decoder<'a> {
             description,
             default_action: default_action?,
             mode: mode?,
+            fail: fail?,
             lists,
             rules,
             tests,

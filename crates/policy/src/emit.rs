@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::condition::{Condition, Operand, Scalar};
-use crate::model::{ListEntries, ListSource, Matcher, Policy, Rule, TestCase};
+use crate::model::{Fail, ListEntries, ListSource, Matcher, Policy, Rule, TestCase};
 use crate::source::{Format, reads_as_plain_string};
 
 /// Widest line for a list written on one line (`[a, b, c]`).
@@ -45,6 +45,9 @@ pub fn to_value(policy: &Policy) -> Value {
         json!(policy.default_action.as_str()),
     );
     doc.insert("mode".into(), json!(policy.mode.as_str()));
+    if policy.fail != Fail::default() {
+        doc.insert("fail".into(), json!(policy.fail.as_str()));
+    }
     if !policy.lists.is_empty() {
         let mut lists = Map::new();
         for list in &policy.lists {

@@ -20,12 +20,35 @@ pub struct Policy {
     pub default_action: Action,
     /// Enforce or only record blocks.
     pub mode: Mode,
+    /// What happens to new connections while the agent cannot decide them.
+    pub fail: Fail,
     /// Named lists of domains or address blocks, in document order.
     pub lists: Vec<NamedList>,
     /// Rules in evaluation order.
     pub rules: Vec<Rule>,
     /// Embedded test cases.
     pub tests: Vec<TestCase>,
+}
+
+/// What an endpoint does with new connections while its agent is not there to decide them
+/// (stopped, crashed, restarting): let them through, or hold them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Fail {
+    /// New connections pass undecided (the default: a dead agent never cuts a machine off).
+    #[default]
+    Open,
+    /// New connections are dropped until the agent is back.
+    Closed,
+}
+
+impl Fail {
+    /// The keyword used in policy documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fail::Open => "open",
+            Fail::Closed => "closed",
+        }
+    }
 }
 
 /// A named list of domains or address blocks that rules refer to with `list:`.

@@ -8,9 +8,11 @@
     clippy::indexing_slicing
 )]
 
+mod agent;
 mod analyze;
 mod crash;
 mod install;
+mod lab;
 mod nodes;
 mod policy;
 mod sensor;

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::lab::{Cleanup, Lab, ip};
+
 const SKIP: &str = "skipped: set PALISADE_ROOT_TESTS=1 (needs root)";
 const HTTP_HOST: &str = "device-test.example";
 /// What the test's DNS server answers for [`HTTP_HOST`].
@@ -47,7 +49,7 @@ fn a_device_named_by_mdns_is_the_client_of_its_flows() {
         println!("{SKIP}");
         return;
     }
-    let lab = Lab::new(0);
+    let lab = Lab::new("sensor", 0);
     let name = format!("kiosk-{}.local", std::process::id());
     let dns = dns_server(lab.host_ip);
     let (http, http_port) = http_server(lab.host_ip);
@@ -108,7 +110,7 @@ fn a_device_named_by_dhcp_is_the_client_of_its_flows_appended_to_a_file() {
         println!("{SKIP}");
         return;
     }
-    let lab = Lab::new(1);
+    let lab = Lab::new("sensor", 1);
     let name = format!("printer-{}", std::process::id());
     let (http, http_port) = http_server(lab.host_ip);
     let dir = tempfile::tempdir().unwrap();
@@ -258,108 +260,6 @@ while http.recv(4096):
     pass
 http.close()
 "#;
-
-/// A network namespace holding one end of a veth pair (the device), the other end on the host
-/// (where the sensor captures), each with an address of a /30 of its own. Removed on drop.
-struct Lab {
-    ns: String,
-    host_if: String,
-    ns_if: String,
-    host_ip: Ipv4Addr,
-    ns_ip: Ipv4Addr,
-    ns_mac: String,
-    _cleanup: Cleanup,
-}
-
-impl Lab {
-    /// The lab of test number `test` (0..4) of this process.
-    fn new(test: u32) -> Lab {
-        let pid = std::process::id();
-        let ns = format!("palisade-sensor-{pid}-{test}");
-        let host_if = format!("psh{pid}{test}");
-        let ns_if = format!("psn{pid}{test}");
-        // 10.250.0.0/16 cut into /30s, one per process and test.
-        let n = (pid % 4096) * 4 + test;
-        let base = u8::try_from((n & 63) << 2).unwrap();
-        let third = u8::try_from(n >> 6).unwrap();
-        let host_ip = Ipv4Addr::new(10, 250, third, base + 1);
-        let ns_ip = Ipv4Addr::new(10, 250, third, base + 2);
-        let [p0, p1, p2, p3] = pid.to_be_bytes();
-        let ns_mac = format!(
-            "02:{:02x}:{p0:02x}:{p1:02x}:{p2:02x}:{:02x}",
-            0x50 + test,
-            p3
-        );
-        // The namespace is removed first: that removes the veth pair with it.
-        let cleanup = Cleanup(vec![
-            vec!["netns".into(), "del".into(), ns.clone()],
-            vec!["link".into(), "del".into(), host_if.clone()],
-        ]);
-        ip(&["netns", "add", &ns]);
-        ip(&[
-            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns,
-        ]);
-        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
-        ip(&["link", "set", &host_if, "up"]);
-        let in_ns = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &ns, "ip"];
-            all.extend(args);
-            ip(&all);
-        };
-        in_ns(&["link", "set", &ns_if, "address", &ns_mac]);
-        in_ns(&["addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
-        in_ns(&["link", "set", &ns_if, "up"]);
-        in_ns(&["link", "set", "lo", "up"]);
-        Lab {
-            ns,
-            host_if,
-            ns_if,
-            host_ip,
-            ns_ip,
-            ns_mac,
-            _cleanup: cleanup,
-        }
-    }
-
-    /// Runs a Python `script` with `args` inside the namespace, as the device.
-    fn device(&self, script: &str, args: &[&str]) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", script])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "the device's traffic failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// `ip` commands run on drop, whatever their outcome: removes what a test created.
-struct Cleanup(Vec<Vec<String>>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for args in &self.0 {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A running sensor, killed on drop if a test fails before stopping it.
 struct Sensor {

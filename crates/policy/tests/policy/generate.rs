@@ -213,15 +213,16 @@ pub fn policy() -> impl Strategy<Value = Value> {
         prop::collection::vec(domain_pattern(), 1..4),
         prop::collection::vec(select(CIDRS), 1..3),
         select(ACTIONS),
-        select(&["enforce", "monitor"][..]),
+        (select(&["enforce", "monitor"][..]), select(&["open", "closed"][..])),
         (0..25usize).prop_flat_map(|n| (0..n).map(rule).collect::<Vec<_>>()),
     )
-        .prop_map(|(names, more, nets, default_action, mode, rules)| {
+        .prop_map(|(names, more, nets, default_action, (mode, fail), rules)| {
             json!({
                 "version": 1,
                 "name": "generated",
                 "default_action": default_action,
                 "mode": mode,
+                "fail": fail,
                 "lists": {"names": {"domains": names}, "more-names": {"domains": more}, "nets": {"cidrs": nets}},
                 "rules": rules,
             })

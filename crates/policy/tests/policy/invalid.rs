@@ -56,6 +56,13 @@ fn yaml_documents() {
             message: "did you mean \"dst_port\"",
         },
         Case {
+            name: "fail-keyword.yaml",
+            text: "fail: closd\n",
+            line: 4,
+            field: "fail",
+            message: "closed",
+        },
+        Case {
             name: "port-string.yaml",
             text: "rules:\n  - id: a\n    action: allow\n    match:\n      dst_port: \"80\"\n",
             line: 8,

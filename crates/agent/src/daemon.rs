@@ -1,0 +1,281 @@
+//! The running agent on Linux: the kernel's queues served by one thread each, DNS answers fed
+//! to the name cache, every decision recorded into the spool, and the chains taken down on
+//! exit.
+//!
+//! Threads: one per connection queue (each with its own process lookup, so they never wait for
+//! each other), one for the DNS queue, and the recorder, which numbers events and appends them
+//! to the spool. The policy in force is swapped under a lock that deciders only read.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use palisade_policy::model::Fail;
+use palisade_proto::ConnectionEvent;
+
+use crate::decide::{ActivePolicy, Decider, Shared};
+use crate::intercept::{Enforcement, Held, Interceptor};
+use crate::netfilter::Chains;
+use crate::nfqueue::{NfQueue, QueueKind};
+use crate::process::ProcessLookup;
+use crate::spool::Spool;
+
+/// The clock, read where the agent meets the world (the binary passes the system clock).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Makes one process lookup per connection queue.
+pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Send + Sync>;
+
+/// Events that may wait between the deciders and the recorder; beyond this they are counted
+/// as dropped rather than slowing connections down.
+const EVENT_BUFFER: usize = 65_536;
+/// How often an idle recorder lets the spool sync what it holds.
+const IDLE_SYNC: Duration = Duration::from_millis(50);
+/// How long [`Enforcer::stop`] gives the recorder to write the last decisions.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// How the agent enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Connection queues (threads deciding connections), numbered from 0.
+    pub queues: u16,
+    /// What a block does: [`Enforcement::Drop`] or [`Enforcement::Reject`].
+    pub block: Enforcement,
+}
+
+/// Counters an operator and the server see.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections decided.
+    pub decided: AtomicU64,
+    /// Connections blocked.
+    pub blocked: AtomicU64,
+    /// Held packets that could not be read.
+    pub unreadable: AtomicU64,
+    /// DNS answers read.
+    pub dns_answers: AtomicU64,
+    /// DNS answers that could not be decoded.
+    pub dns_unreadable: AtomicU64,
+    /// Events lost because the recorder fell too far behind.
+    pub events_dropped: AtomicU64,
+    /// Events appended to the spool.
+    pub events_spooled: AtomicU64,
+    /// Events that could not be written to the spool.
+    pub spool_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Every counter by name, for heartbeats and logs.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("decided", get(&self.decided)),
+            ("blocked", get(&self.blocked)),
+            ("unreadable", get(&self.unreadable)),
+            ("dns_answers", get(&self.dns_answers)),
+            ("dns_unreadable", get(&self.dns_unreadable)),
+            ("events_dropped", get(&self.events_dropped)),
+            ("events_spooled", get(&self.events_spooled)),
+            ("spool_errors", get(&self.spool_errors)),
+        ]
+    }
+}
+
+/// The agent enforcing in the kernel. Dropping it does not remove the chains: call
+/// [`Enforcer::stop`].
+pub struct Enforcer {
+    settings: Settings,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    chains: Mutex<Option<Chains>>,
+    spool: Arc<Mutex<Spool>>,
+}
+
+impl Enforcer {
+    /// Binds the queues, starts their threads and the recorder, and installs the chains for the
+    /// policy in force (failing open until there is one).
+    pub fn start(
+        settings: Settings,
+        shared: Arc<Shared>,
+        lookups: &LookupFactory,
+        spool: Arc<Mutex<Spool>>,
+        clock: Clock,
+    ) -> io::Result<Enforcer> {
+        let counters = Arc::new(Counters::default());
+        let (events, queued) = std::sync::mpsc::sync_channel(EVENT_BUFFER);
+        {
+            let (counters, spool) = (counters.clone(), spool.clone());
+            std::thread::Builder::new()
+                .name("recorder".into())
+                .spawn(move || record(&queued, &spool, &counters))?;
+        }
+        let own_pid = std::process::id();
+        let queues = settings.queues.max(1);
+        for number in 0..queues {
+            let mut queue = NfQueue::bind(number, QueueKind::Connections, true)?;
+            let mut decider = Decider::new(shared.clone(), lookups()?, settings.block, own_pid);
+            let (clock, counters, events) = (clock.clone(), counters.clone(), events.clone());
+            std::thread::Builder::new()
+                .name(format!("queue-{number}"))
+                .spawn(move || {
+                    let mut decide = |held: Held<'_>| match held {
+                        Held::Connection(flow) => {
+                            let (enforcement, event) = decider.decide(&flow, clock());
+                            count(&counters, enforcement, event, &events);
+                            enforcement
+                        }
+                        Held::DnsAnswer(_) | Held::Unreadable => {
+                            counters.unreadable.fetch_add(1, Ordering::Relaxed);
+                            Enforcement::Allow
+                        }
+                    };
+                    serve_forever(&mut queue, &mut decide);
+                })?;
+        }
+        let mut dns = NfQueue::bind(queues, QueueKind::Dns, true)?;
+        {
+            let (shared, clock, counters) = (shared.clone(), clock.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name("dns".into())
+                .spawn(move || {
+                    let mut learn = |held: Held<'_>| {
+                        if let Held::DnsAnswer(bytes) = held {
+                            learn_names(&shared, bytes, clock(), &counters);
+                        }
+                        Enforcement::Allow
+                    };
+                    serve_forever(&mut dns, &mut learn);
+                })?;
+        }
+        let enforcer = Enforcer {
+            settings,
+            shared,
+            counters,
+            chains: Mutex::new(None),
+            spool,
+        };
+        enforcer.install_chains()?;
+        Ok(enforcer)
+    }
+
+    /// Puts `policy` in force, and changes the chains when it needs others (inbound
+    /// connections held or not, failing open or closed).
+    pub fn apply(&self, policy: ActivePolicy) -> io::Result<()> {
+        self.shared.set_policy(policy);
+        self.install_chains()
+    }
+
+    /// The version of the policy in force, when it came from the server.
+    pub fn policy_version(&self) -> Option<i64> {
+        self.shared.policy().and_then(|p| p.version)
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Removes the chains (new connections are no longer held), lets the recorder write what
+    /// is waiting, and makes the spool durable.
+    pub fn stop(self) -> io::Result<()> {
+        let removed = crate::netfilter::remove();
+        std::thread::sleep(SETTLE);
+        if let Ok(mut spool) = self.spool.lock() {
+            spool.sync().map_err(io::Error::other)?;
+        }
+        removed
+    }
+
+    fn install_chains(&self) -> io::Result<()> {
+        let policy = self.shared.policy();
+        let wanted = Chains {
+            first_queue: 0,
+            queues: self.settings.queues.max(1),
+            dns_queue: self.settings.queues.max(1),
+            fail: policy.as_ref().map_or(Fail::Open, |p| p.fail),
+            inbound: policy.as_ref().is_some_and(|p| p.inbound),
+        };
+        let mut installed = self
+            .chains
+            .lock()
+            .map_err(|_| io::Error::other("chains lock poisoned"))?;
+        match installed.as_ref() {
+            Some(current) if *current == wanted => {}
+            Some(_) => wanted.replace()?,
+            None => wanted.install()?,
+        }
+        *installed = Some(wanted);
+        Ok(())
+    }
+}
+
+fn serve_forever(queue: &mut NfQueue, decide: &mut dyn FnMut(Held<'_>) -> Enforcement) {
+    loop {
+        if let Err(e) = queue.serve(decide) {
+            tracing::warn!(error = %e, "reading a kernel queue failed");
+        }
+    }
+}
+
+fn count(
+    counters: &Counters,
+    enforcement: Enforcement,
+    event: Option<ConnectionEvent>,
+    events: &SyncSender<ConnectionEvent>,
+) {
+    counters.decided.fetch_add(1, Ordering::Relaxed);
+    if enforcement != Enforcement::Allow {
+        counters.blocked.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(event) = event {
+        match events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn learn_names(shared: &Shared, bytes: &[u8], now: Timestamp, counters: &Counters) {
+    match palisade_dpi::dns::parse(bytes) {
+        Ok(message) => {
+            counters.dns_answers.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut names) = shared.names.write() {
+                names.observe_dns(&message, now.as_millisecond());
+            }
+        }
+        Err(_) => {
+            counters.dns_unreadable.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Numbers events and appends them to the spool; the spool's fsync setting decides when they
+/// reach the disk (checked after every burst, and every [`IDLE_SYNC`] while idle).
+fn record(queued: &Receiver<ConnectionEvent>, spool: &Mutex<Spool>, counters: &Counters) {
+    loop {
+        let first = match queued.recv_timeout(IDLE_SYNC) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let Ok(mut spool) = spool.lock() else { return };
+        for mut event in first.into_iter().chain(queued.try_iter()) {
+            event.seq = spool.next_seq();
+            match spool.append(&event) {
+                Ok(()) => counters.events_spooled.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an event could not be spooled");
+                    counters.spool_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+        if let Err(e) = spool.sync_if_due() {
+            tracing::warn!(error = %e, "the spool could not be made durable");
+        }
+    }
+}

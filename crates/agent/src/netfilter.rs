@@ -1,0 +1,267 @@
+//! The agent's own firewall chains on Linux: the only change it makes to the kernel's rules.
+//!
+//! Two chains, `PALISADE-OUT` (jumped to first from `OUTPUT`) and `PALISADE-IN` (first from
+//! `INPUT`), in the `filter` table of IPv4 and IPv6, installed with `iptables-restore` so each
+//! family changes at once. Nothing else is touched; [`remove`] deletes exactly these chains and
+//! jumps, and [`Chains::install`] first removes whatever a crashed agent left.
+//!
+//! How a connection is decided (the pattern of keeping verdicts in the connection mark):
+//! 1. the first packet of a new connection (conntrack state `NEW`) goes to an NFQUEUE queue;
+//! 2. the agent answers `REPEAT` with the verdict in the packet mark ([`mark`]), so the packet
+//!    runs through the chain again and the mark is saved in the connection mark;
+//! 3. every later packet matches its connection mark in the kernel: allowed connections go on
+//!    through the rest of the host's rules, blocked ones are dropped or rejected.
+//!
+//! Without a listener on a queue the kernel lets new connections through when the policy fails
+//! open (`--queue-bypass`) and drops them when it fails closed. DNS responses (source port 53)
+//! go to a queue of their own and are always let through when nobody listens.
+
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+
+use palisade_policy::model::Fail;
+
+use crate::intercept::Enforcement;
+
+/// The bits of the packet and connection marks the agent uses; other software may use the rest.
+pub const MARK_MASK: u32 = 0x0c00_0000;
+
+/// The mark that carries an enforcement from the agent to the kernel.
+pub fn mark(enforcement: Enforcement) -> u32 {
+    match enforcement {
+        Enforcement::Allow => 0x0400_0000,
+        Enforcement::Drop => 0x0800_0000,
+        Enforcement::Reject => 0x0c00_0000,
+    }
+}
+
+const OUT: &str = "PALISADE-OUT";
+const IN: &str = "PALISADE-IN";
+
+/// An IP version, for the two rule sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 (`iptables`).
+    V4,
+    /// IPv6 (`ip6tables`).
+    V6,
+}
+
+impl Family {
+    fn tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+
+    fn unreachable(self) -> &'static str {
+        match self {
+            Family::V4 => "icmp-port-unreachable",
+            Family::V6 => "icmp6-port-unreachable",
+        }
+    }
+}
+
+/// What the chains send to the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chains {
+    /// Queues for new connections: `first_queue .. first_queue + queues`, spread by flow.
+    pub first_queue: u16,
+    /// How many connection queues (at least 1).
+    pub queues: u16,
+    /// The queue for DNS responses.
+    pub dns_queue: u16,
+    /// Whether new connections pass or are dropped while no agent listens.
+    pub fail: Fail,
+    /// Whether new inbound connections are decided too (when the policy has inbound rules).
+    pub inbound: bool,
+}
+
+impl Chains {
+    /// The `iptables-restore` input for one family: both chains (created, or emptied when they
+    /// exist) with their rules, and the jumps to them when `jumps`.
+    pub fn script(&self, family: Family, jumps: bool) -> String {
+        let mut s = String::from("*filter\n");
+        s += &format!(":{OUT} - [0:0]\n:{IN} - [0:0]\n");
+        let queue = self.queue_target();
+        self.verdict_rules(&mut s, OUT, family);
+        s += &format!("-A {OUT} -m conntrack --ctstate NEW -j {queue}\n");
+        s += &format!(
+            "-A {IN} -p udp --sport 53 -j NFQUEUE --queue-num {} --queue-bypass\n",
+            self.dns_queue
+        );
+        s += &format!(
+            "-A {IN} -p tcp --sport 53 -j NFQUEUE --queue-num {} --queue-bypass\n",
+            self.dns_queue
+        );
+        if self.inbound {
+            self.verdict_rules(&mut s, IN, family);
+            s += &format!("-A {IN} -m conntrack --ctstate NEW -j {queue}\n");
+        }
+        if jumps {
+            s += &format!("-I OUTPUT 1 -j {OUT}\n-I INPUT 1 -j {IN}\n");
+        }
+        s += "COMMIT\n";
+        s
+    }
+
+    /// Removes any chains left by an earlier agent, then installs these, IPv4 and IPv6.
+    pub fn install(&self) -> io::Result<()> {
+        remove()?;
+        for family in [Family::V4, Family::V6] {
+            restore(family, &self.script(family, true))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the rules of chains this agent installed, each family in one transaction, so no
+    /// new connection slips through undecided while they change.
+    pub fn replace(&self) -> io::Result<()> {
+        for family in [Family::V4, Family::V6] {
+            restore(family, &self.script(family, false))?;
+        }
+        Ok(())
+    }
+
+    fn queue_target(&self) -> String {
+        let bypass = match self.fail {
+            Fail::Open => " --queue-bypass",
+            Fail::Closed => "",
+        };
+        match self.queues {
+            0 | 1 => format!("NFQUEUE --queue-num {}{bypass}", self.first_queue),
+            n => format!(
+                "NFQUEUE --queue-balance {}:{}{bypass}",
+                self.first_queue,
+                self.first_queue.saturating_add(n - 1)
+            ),
+        }
+    }
+
+    fn verdict_rules(&self, s: &mut String, chain: &str, family: Family) {
+        let m = |e| format!("{:#x}/{MARK_MASK:#x}", mark(e));
+        *s += &format!(
+            "-A {chain} -m mark ! --mark 0x0/{MARK_MASK:#x} -j CONNMARK --save-mark --nfmask {MARK_MASK:#x} --ctmask {MARK_MASK:#x}\n"
+        );
+        *s += &format!(
+            "-A {chain} -m connmark --mark {} -j RETURN\n",
+            m(Enforcement::Allow)
+        );
+        *s += &format!(
+            "-A {chain} -m connmark --mark {} -j DROP\n",
+            m(Enforcement::Drop)
+        );
+        *s += &format!(
+            "-A {chain} -p tcp -m connmark --mark {} -j REJECT --reject-with tcp-reset\n",
+            m(Enforcement::Reject)
+        );
+        *s += &format!(
+            "-A {chain} -m connmark --mark {} -j REJECT --reject-with {}\n",
+            m(Enforcement::Reject),
+            family.unreachable()
+        );
+    }
+}
+
+/// Deletes the agent's chains and the jumps to them, IPv4 and IPv6; absent chains are fine.
+pub fn remove() -> io::Result<()> {
+    for family in [Family::V4, Family::V6] {
+        for (builtin, chain) in [("OUTPUT", OUT), ("INPUT", IN)] {
+            while iptables(family, &["-D", builtin, "-j", chain])? {}
+            if iptables(family, &["-F", chain])? {
+                iptables(family, &["-X", chain])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the agent's outbound chain exists (IPv4).
+pub fn installed() -> io::Result<bool> {
+    iptables(Family::V4, &["-S", OUT])
+}
+
+/// Runs one `iptables` command: `Ok(false)` when it ran and failed (a chain or rule that is not
+/// there), an error when it could not run at all.
+fn iptables(family: Family, args: &[&str]) -> io::Result<bool> {
+    let status = Command::new(family.tool())
+        .arg("-w")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", family.tool())))?;
+    Ok(status.success())
+}
+
+fn restore(family: Family, script: &str) -> io::Result<()> {
+    let tool = format!("{}-restore", family.tool());
+    let mut child = Command::new(&tool)
+        .args(["--noflush", "-w"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {tool}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{tool} refused the agent's chains: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chains(fail: Fail, queues: u16, inbound: bool) -> Chains {
+        Chains {
+            first_queue: 0,
+            queues,
+            dns_queue: 9,
+            fail,
+            inbound,
+        }
+    }
+
+    #[test]
+    fn failing_open_bypasses_the_queue_and_failing_closed_does_not() {
+        let open = chains(Fail::Open, 1, false).script(Family::V4, true);
+        assert!(
+            open.contains("-j NFQUEUE --queue-num 0 --queue-bypass"),
+            "{open}"
+        );
+        let closed = chains(Fail::Closed, 2, false).script(Family::V4, true);
+        assert!(
+            closed.contains("-j NFQUEUE --queue-balance 0:1\n"),
+            "{closed}"
+        );
+    }
+
+    #[test]
+    fn inbound_connections_are_queued_only_when_asked() {
+        let out_only = chains(Fail::Open, 1, false).script(Family::V6, true);
+        assert!(!out_only.contains("-A PALISADE-IN -m conntrack --ctstate NEW"));
+        let both = chains(Fail::Open, 1, true).script(Family::V6, true);
+        assert!(both.contains("-A PALISADE-IN -m conntrack --ctstate NEW"));
+        assert!(both.contains("icmp6-port-unreachable"));
+    }
+
+    #[test]
+    fn marks_differ_and_stay_inside_the_mask() {
+        let marks = [Enforcement::Allow, Enforcement::Drop, Enforcement::Reject].map(mark);
+        for (i, m) in marks.iter().enumerate() {
+            assert_eq!(m & !MARK_MASK, 0);
+            assert_ne!(*m, 0);
+            assert!(!marks.iter().skip(i + 1).any(|other| other == m));
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `palisade agent`: the endpoint daemon, standalone with a policy file (reloaded when it
+//! changes) or managed by a server (enrolled once with a token).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use palisade_agent::daemon::{Enforcer, LookupFactory, Settings};
+use palisade_agent::decide::{ActivePolicy, Shared};
+use palisade_agent::identity::ProcIdentity;
+use palisade_agent::intercept::Enforcement;
+use palisade_agent::process::ProcessLookup;
+use palisade_agent::spool::{Spool, SpoolConfig};
+use palisade_agent::uplink::{self, About, Identity};
+use palisade_agent::{files, managed};
+
+/// How often a standalone agent looks whether its policy file changed.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// Addresses the name cache remembers.
+const NAMES: usize = 100_000;
+
+/// Arguments of `palisade agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Run standalone with this policy file, reloaded whenever it changes.
+    #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+    policy: Option<PathBuf>,
+    /// Run managed by this server's agent gateway (`https://HOST:PORT`).
+    #[arg(long)]
+    server: Option<String>,
+    /// The enrollment token, needed on the first start of a managed agent only.
+    #[arg(long, env = "PALISADE_ENROLL_TOKEN", requires = "server")]
+    enroll_token: Option<String>,
+    /// The server's CA certificate (its `DIR/ca.pem`), needed to enroll.
+    #[arg(long, requires = "server")]
+    ca: Option<PathBuf>,
+    /// `enforce`: hold and decide every new connection in the kernel.
+    #[arg(long, value_enum, default_value_t = AgentMode::Enforce)]
+    mode: AgentMode,
+    /// Where the agent keeps its identity, last policy and spool (mode 0700).
+    #[arg(long, default_value = "/var/lib/palisade")]
+    data: PathBuf,
+    /// Kernel queues (threads) deciding connections.
+    #[arg(long, default_value_t = 2)]
+    queues: u16,
+    /// What a block does: `reject` answers with a TCP reset or ICMP unreachable, `drop` is
+    /// silent.
+    #[arg(long, value_enum, default_value_t = Block::Reject)]
+    block: Block,
+    /// The spool's size bound; the oldest events are evicted (and counted) beyond it.
+    #[arg(long, default_value_t = 256)]
+    spool_max_mb: u64,
+}
+
+/// How the agent treats the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AgentMode {
+    /// Hold new connections and enforce the policy.
+    Enforce,
+}
+
+/// What a block does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Block {
+    /// Answer with a TCP reset or ICMP "port unreachable".
+    Reject,
+    /// Drop silently.
+    Drop,
+}
+
+/// Runs the agent until SIGTERM or Ctrl-C, then removes its chains.
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
+    files::create_private_dir(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let spool = Spool::open(
+        &args.data.join("spool"),
+        SpoolConfig {
+            max_bytes: args.spool_max_mb.saturating_mul(1 << 20),
+            ..SpoolConfig::default()
+        },
+    )
+    .context("opening the spool")?;
+    let spool = Arc::new(Mutex::new(spool));
+    let shared = Arc::new(Shared::new(NAMES));
+    let identity = match &args.server {
+        Some(server) => Some(runtime.block_on(identity(server, &args))?),
+        None => None,
+    };
+    if let Some(path) = &args.policy {
+        let loaded = crate::policy::load(path).context("the policy is invalid")?;
+        shared.set_policy(ActivePolicy::new(&loaded.1.policy, None));
+    } else if let Some(active) =
+        managed::saved_policy(&args.data).and_then(|p| managed::compile(&p))
+    {
+        shared.set_policy(active);
+    }
+    let settings = Settings {
+        queues: args.queues,
+        block: match args.block {
+            Block::Reject => Enforcement::Reject,
+            Block::Drop => Enforcement::Drop,
+        },
+    };
+    let lookups: LookupFactory = Box::new(|| {
+        let lookup = ProcIdentity::new().map_err(std::io::Error::other)?;
+        Ok(Box::new(lookup) as Box<dyn ProcessLookup>)
+    });
+    let enforcer = Arc::new(
+        Enforcer::start(
+            settings,
+            shared,
+            &lookups,
+            spool.clone(),
+            Arc::new(crate::server::now),
+        )
+        .context("intercepting connections (the agent must run as root)")?,
+    );
+    println!("palisade agent enforcing; data in {}", args.data.display());
+    let outcome = runtime.block_on(async {
+        match (&args.policy, &args.server, identity) {
+            (Some(path), _, _) => {
+                tokio::select! {
+                    r = crate::server::shutdown_signal() => r,
+                    () = watch(path.clone(), enforcer.clone()) => Ok(()),
+                }
+            }
+            (None, Some(server), Some(identity)) => {
+                let talk = managed::run(
+                    server.clone(),
+                    identity,
+                    args.data.clone(),
+                    std::env::consts::OS.to_owned(),
+                    enforcer.clone(),
+                    spool.clone(),
+                );
+                tokio::select! {
+                    r = crate::server::shutdown_signal() => r,
+                    () = talk => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let enforcer =
+        Arc::try_unwrap(enforcer).map_err(|_| anyhow::anyhow!("the agent is still in use"))?;
+    enforcer.stop().context("removing the agent's chains")?;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The identity kept in the data directory, or a new one from enrolling with the token.
+async fn identity(server: &str, args: &AgentArgs) -> anyhow::Result<Identity> {
+    let dir = args.data.join("identity");
+    if let Ok(identity) = Identity::load(&dir) {
+        return Ok(identity);
+    }
+    let token = args
+        .enroll_token
+        .as_deref()
+        .context("this agent is not enrolled yet: give --enroll-token")?;
+    let ca = args
+        .ca
+        .as_deref()
+        .context("give --ca, the server's ca.pem, to enroll")?;
+    let ca_pem =
+        std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let about = About {
+        hostname: hostname(),
+        os: std::env::consts::OS.to_owned(),
+        version: managed::VERSION.to_owned(),
+    };
+    let enrolled = uplink::enroll(server, &ca_pem, token, &about)
+        .await
+        .context("enrolling")?;
+    enrolled
+        .identity
+        .save(&dir)
+        .context("keeping the identity")?;
+    println!(
+        "enrolled as {} in group {}",
+        enrolled.identity.agent_id, enrolled.group
+    );
+    Ok(enrolled.identity)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Reloads the policy file whenever its modification time changes; an invalid new version is
+/// reported and the one in force stays.
+async fn watch(path: PathBuf, enforcer: Arc<Enforcer>) {
+    let mut seen = modified(&path);
+    let mut tick = tokio::time::interval(RELOAD_CHECK);
+    loop {
+        tick.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let Some((_, loaded)) = crate::policy::load(&path) else {
+            eprintln!(
+                "{}: the new version is invalid; the previous one stays in force",
+                path.display()
+            );
+            continue;
+        };
+        let enforcer = enforcer.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            enforcer.apply(ActivePolicy::new(&loaded.policy, None))
+        })
+        .await;
+        match applied {
+            Ok(Ok(())) => println!("{}: reloaded", path.display()),
+            Ok(Err(e)) => eprintln!("{}: the kernel refused the chains: {e}", path.display()),
+            Err(e) => eprintln!("{}: reloading failed: {e}", path.display()),
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

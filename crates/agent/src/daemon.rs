@@ -1,12 +1,16 @@
-//! The running agent on Linux: the kernel's queues served by one thread each, DNS answers fed
-//! to the name cache, every decision recorded into the spool, and the chains taken down on
-//! exit.
+//! The running agent on Linux, in one of two modes:
+//! - enforcing: the kernel's queues served by one thread each, DNS answers fed to the name
+//!   cache, the chains installed for the policy and taken down on exit;
+//! - observing: no change to the kernel at all; new connections are seen in conntrack events
+//!   after the fact, decided the same way and recorded, never blocked.
 //!
 //! Threads: one per connection queue (each with its own process lookup, so they never wait for
-//! each other), one for the DNS queue, and the recorder, which numbers events and appends them
-//! to the spool. The policy in force is swapped under a lock that deciders only read.
+//! each other) and one for the DNS queue, or one conntrack listener; and the recorder, which
+//! numbers events and appends them to the spool. The policy in force is swapped under a lock
+//! that deciders only read.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -14,8 +18,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use palisade_policy::model::Fail;
-use palisade_proto::ConnectionEvent;
+use palisade_proto::{ConnectionEvent, Verdict};
 
+use crate::conntrack::{CtEvent, Groups, Listener, RECV_BUFFER_LEN};
 use crate::decide::{ActivePolicy, Decider, Shared};
 use crate::intercept::{Enforcement, Held, Interceptor};
 use crate::netfilter::Chains;
@@ -37,9 +42,21 @@ const IDLE_SYNC: Duration = Duration::from_millis(50);
 /// How long [`Enforcer::stop`] gives the recorder to write the last decisions.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// How the agent enforces.
+/// Whether the agent changes the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Hold every new connection and enforce the policy's verdict.
+    Enforce,
+    /// Change nothing: observe new connections in conntrack events and record what the policy
+    /// would decide (a block is recorded as "would block").
+    Observe,
+}
+
+/// How the agent works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// Enforce or only observe.
+    pub mode: Mode,
     /// Connection queues (threads deciding connections), numbered from 0.
     pub queues: u16,
     /// What a block does: [`Enforcement::Drop`] or [`Enforcement::Reject`].
@@ -84,9 +101,8 @@ impl Counters {
     }
 }
 
-/// The agent enforcing in the kernel. Dropping it does not remove the chains: call
-/// [`Enforcer::stop`].
-pub struct Enforcer {
+/// The running agent. Dropping it does not remove the chains: call [`Agent::stop`].
+pub struct Agent {
     settings: Settings,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
@@ -94,16 +110,17 @@ pub struct Enforcer {
     spool: Arc<Mutex<Spool>>,
 }
 
-impl Enforcer {
-    /// Binds the queues, starts their threads and the recorder, and installs the chains for the
-    /// policy in force (failing open until there is one).
+impl Agent {
+    /// Starts the recorder and, enforcing, binds the queues, starts their threads and installs
+    /// the chains for the policy in force (failing open until there is one); observing, starts
+    /// the conntrack listener.
     pub fn start(
         settings: Settings,
         shared: Arc<Shared>,
         lookups: &LookupFactory,
         spool: Arc<Mutex<Spool>>,
         clock: Clock,
-    ) -> io::Result<Enforcer> {
+    ) -> io::Result<Agent> {
         let counters = Arc::new(Counters::default());
         let (events, queued) = std::sync::mpsc::sync_channel(EVENT_BUFFER);
         {
@@ -112,12 +129,36 @@ impl Enforcer {
                 .name("recorder".into())
                 .spawn(move || record(&queued, &spool, &counters))?;
         }
+        let agent = Agent {
+            settings,
+            shared,
+            counters,
+            chains: Mutex::new(None),
+            spool,
+        };
+        match agent.settings.mode {
+            Mode::Enforce => {
+                agent.serve_queues(lookups, &events, &clock)?;
+                agent.install_chains()?;
+            }
+            Mode::Observe => agent.observe(lookups, events, clock)?,
+        }
+        Ok(agent)
+    }
+
+    fn serve_queues(
+        &self,
+        lookups: &LookupFactory,
+        events: &SyncSender<ConnectionEvent>,
+        clock: &Clock,
+    ) -> io::Result<()> {
+        let (settings, shared) = (&self.settings, &self.shared);
         let own_pid = std::process::id();
         let queues = settings.queues.max(1);
         for number in 0..queues {
             let mut queue = NfQueue::bind(number, QueueKind::Connections, true)?;
             let mut decider = Decider::new(shared.clone(), lookups()?, settings.block, own_pid);
-            let (clock, counters, events) = (clock.clone(), counters.clone(), events.clone());
+            let (clock, counters, events) = (clock.clone(), self.counters.clone(), events.clone());
             std::thread::Builder::new()
                 .name(format!("queue-{number}"))
                 .spawn(move || {
@@ -136,36 +177,82 @@ impl Enforcer {
                 })?;
         }
         let mut dns = NfQueue::bind(queues, QueueKind::Dns, true)?;
-        {
-            let (shared, clock, counters) = (shared.clone(), clock.clone(), counters.clone());
-            std::thread::Builder::new()
-                .name("dns".into())
-                .spawn(move || {
-                    let mut learn = |held: Held<'_>| {
-                        if let Held::DnsAnswer(bytes) = held {
-                            learn_names(&shared, bytes, clock(), &counters);
-                        }
-                        Enforcement::Allow
-                    };
-                    serve_forever(&mut dns, &mut learn);
-                })?;
-        }
-        let enforcer = Enforcer {
-            settings,
-            shared,
-            counters,
-            chains: Mutex::new(None),
-            spool,
-        };
-        enforcer.install_chains()?;
-        Ok(enforcer)
+        let (shared, clock, counters) = (shared.clone(), clock.clone(), self.counters.clone());
+        std::thread::Builder::new()
+            .name("dns".into())
+            .spawn(move || {
+                let mut learn = |held: Held<'_>| {
+                    if let Held::DnsAnswer(bytes) = held {
+                        learn_names(&shared, bytes, clock(), &counters);
+                    }
+                    Enforcement::Allow
+                };
+                serve_forever(&mut dns, &mut learn);
+            })?;
+        Ok(())
     }
 
-    /// Puts `policy` in force, and changes the chains when it needs others (inbound
+    /// Decides every new connection conntrack announces, after the fact: nothing is held, so a
+    /// block is recorded with the verdict `allow` ("would block").
+    fn observe(
+        &self,
+        lookups: &LookupFactory,
+        events: SyncSender<ConnectionEvent>,
+        clock: Clock,
+    ) -> io::Result<()> {
+        let mut listener = Listener::open(Groups {
+            new: true,
+            destroy: false,
+        })?;
+        let mut decider = Decider::new(
+            self.shared.clone(),
+            lookups()?,
+            Enforcement::Allow,
+            std::process::id(),
+        );
+        let counters = self.counters.clone();
+        std::thread::Builder::new()
+            .name("conntrack".into())
+            .spawn(move || {
+                let mut local = LocalAddresses::default();
+                let mut buf = vec![0; RECV_BUFFER_LEN];
+                loop {
+                    let seen = match listener.recv(&mut buf) {
+                        Ok(seen) => seen,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading conntrack events failed");
+                            continue;
+                        }
+                    };
+                    let now = clock();
+                    local.refresh(now);
+                    for event in seen {
+                        let CtEvent::New { orig, .. } = event else {
+                            continue;
+                        };
+                        let Some(flow) = orig.flow_key(&|ip| local.contains(ip)) else {
+                            continue;
+                        };
+                        let (_, event) = decider.decide(&flow, now);
+                        let event = event.map(|mut e| {
+                            e.verdict = Verdict::Allow;
+                            e
+                        });
+                        count(&counters, Enforcement::Allow, event, &events);
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Puts `policy` in force; enforcing, changes the chains when it needs others (inbound
     /// connections held or not, failing open or closed).
     pub fn apply(&self, policy: ActivePolicy) -> io::Result<()> {
         self.shared.set_policy(policy);
-        self.install_chains()
+        match self.settings.mode {
+            Mode::Enforce => self.install_chains(),
+            Mode::Observe => Ok(()),
+        }
     }
 
     /// The version of the policy in force, when it came from the server.
@@ -181,7 +268,10 @@ impl Enforcer {
     /// Removes the chains (new connections are no longer held), lets the recorder write what
     /// is waiting, and makes the spool durable.
     pub fn stop(self) -> io::Result<()> {
-        let removed = crate::netfilter::remove();
+        let removed = match self.settings.mode {
+            Mode::Enforce => crate::netfilter::remove(),
+            Mode::Observe => Ok(()),
+        };
         std::thread::sleep(SETTLE);
         if let Ok(mut spool) = self.spool.lock() {
             spool.sync().map_err(io::Error::other)?;
@@ -277,5 +367,37 @@ fn record(queued: &Receiver<ConnectionEvent>, spool: &Mutex<Spool>, counters: &C
         if let Err(e) = spool.sync_if_due() {
             tracing::warn!(error = %e, "the spool could not be made durable");
         }
+    }
+}
+
+/// This host's addresses, read again every [`LOCAL_REFRESH_MS`], to tell connections it opened
+/// from connections it accepted.
+#[derive(Debug, Default)]
+struct LocalAddresses {
+    addresses: Vec<IpAddr>,
+    read_at_ms: Option<i64>,
+}
+
+/// How long the host's addresses are trusted before they are read again.
+const LOCAL_REFRESH_MS: i64 = 10_000;
+
+impl LocalAddresses {
+    fn refresh(&mut self, now: Timestamp) {
+        let now_ms = now.as_millisecond();
+        if self
+            .read_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < LOCAL_REFRESH_MS)
+        {
+            return;
+        }
+        self.addresses = pnet_datalink::interfaces()
+            .into_iter()
+            .flat_map(|i| i.ips.into_iter().map(|net| net.ip()))
+            .collect();
+        self.read_at_ms = Some(now_ms);
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || self.addresses.contains(&ip)
     }
 }

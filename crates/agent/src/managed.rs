@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use palisade_proto::gateway::policy_signed_bytes;
 use palisade_proto::gateway::v1::Policy;
 use prost::Message;
 
-use crate::daemon::Enforcer;
+use crate::daemon::Agent;
 use crate::decide::ActivePolicy;
 use crate::spool::Spool;
 use crate::uplink::{Heartbeat, Identity, Uplink, UplinkError};
@@ -30,10 +31,32 @@ pub fn policy_file(data: &Path) -> PathBuf {
     data.join("policy.pb")
 }
 
-/// The last policy received from the server, if one was kept.
-pub fn saved_policy(data: &Path) -> Option<Policy> {
+/// The last policy received from the server, if one was kept and its signature is the CA's in
+/// `ca_pem`; a changed or unsigned file is refused with a warning.
+pub fn saved_policy(data: &Path, ca_pem: &str) -> Option<Policy> {
     let bytes = std::fs::read(policy_file(data)).ok()?;
-    Policy::decode(bytes.as_slice()).ok()
+    let policy = Policy::decode(bytes.as_slice()).ok()?;
+    if signed_by(&policy, ca_pem) {
+        Some(policy)
+    } else {
+        tracing::warn!(file = %policy_file(data).display(), "the kept policy is not signed by the server; refused");
+        None
+    }
+}
+
+/// Whether `policy` carries a valid signature by the CA certificate `ca_pem` (ECDSA P-256 with
+/// SHA-256 over [`policy_signed_bytes`]).
+pub fn signed_by(policy: &Policy, ca_pem: &str) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(ca) = pem.parse_x509() else {
+        return false;
+    };
+    let key = &ca.public_key().subject_public_key.data;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key)
+        .verify(&policy_signed_bytes(policy), &policy.signature)
+        .is_ok()
 }
 
 /// Validates and compiles a policy from the server; `None` (with a warning) when it is invalid.
@@ -59,7 +82,7 @@ pub async fn run(
     identity: Identity,
     data: PathBuf,
     os: String,
-    enforcer: Arc<Enforcer>,
+    agent: Arc<Agent>,
     spool: Arc<Mutex<Spool>>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -67,7 +90,7 @@ pub async fn run(
         match Uplink::connect(&server, &identity).await {
             Ok(uplink) => {
                 backoff = Duration::from_millis(200);
-                let error = serve(uplink, &data, &os, &enforcer, &spool).await;
+                let error = serve(uplink, &data, &identity.ca_pem, &os, &agent, &spool).await;
                 tracing::warn!(%error, "connection to the server lost");
             }
             Err(error) => tracing::warn!(%error, "cannot reach the server"),
@@ -80,8 +103,9 @@ pub async fn run(
 async fn serve(
     uplink: Uplink,
     data: &Path,
+    ca_pem: &str,
     os: &str,
-    enforcer: &Arc<Enforcer>,
+    agent: &Arc<Agent>,
     spool: &Arc<Mutex<Spool>>,
 ) -> String {
     let mut stream = match uplink.clone().policies().await {
@@ -94,7 +118,7 @@ async fn serve(
     loop {
         tokio::select! {
             policy = stream.next() => match policy {
-                Ok(Some(policy)) => receive(policy, data, enforcer).await,
+                Ok(Some(policy)) => receive(policy, data, ca_pem, agent).await,
                 Ok(None) => return "the server closed the policy stream".to_owned(),
                 Err(e) => return e.to_string(),
             },
@@ -102,8 +126,8 @@ async fn serve(
                 let report = Heartbeat {
                     version: VERSION.to_owned(),
                     os: os.to_owned(),
-                    policy_version: enforcer.policy_version(),
-                    counters: report_counters(enforcer, spool),
+                    policy_version: agent.policy_version(),
+                    counters: report_counters(agent, spool),
                 };
                 if let Err(e) = uplink.clone().heartbeat(&report).await {
                     return e.to_string();
@@ -118,15 +142,19 @@ async fn serve(
     }
 }
 
-async fn receive(policy: Policy, data: &Path, enforcer: &Arc<Enforcer>) {
+async fn receive(policy: Policy, data: &Path, ca_pem: &str, agent: &Arc<Agent>) {
+    if !signed_by(&policy, ca_pem) {
+        tracing::warn!(policy = %policy.name, "a policy without the server's signature; refused");
+        return;
+    }
     let Some(active) = compile(&policy) else {
         return;
     };
     if let Err(e) = crate::files::write_private(&policy_file(data), &policy.encode_to_vec()) {
         tracing::warn!(error = %e, "the policy could not be kept on disk");
     }
-    let enforcer = enforcer.clone();
-    let applied = tokio::task::spawn_blocking(move || enforcer.apply(active)).await;
+    let agent = agent.clone();
+    let applied = tokio::task::spawn_blocking(move || agent.apply(active)).await;
     match applied {
         Ok(Ok(())) => {
             tracing::info!(policy = %policy.name, version = policy.version, "policy in force")
@@ -156,8 +184,8 @@ async fn send_spooled(uplink: &mut Uplink, spool: &Mutex<Spool>) -> Result<(), U
     }
 }
 
-fn report_counters(enforcer: &Enforcer, spool: &Mutex<Spool>) -> HashMap<String, u64> {
-    let mut counters: HashMap<String, u64> = enforcer
+fn report_counters(agent: &Agent, spool: &Mutex<Spool>) -> HashMap<String, u64> {
+    let mut counters: HashMap<String, u64> = agent
         .counters()
         .snapshot()
         .into_iter()
@@ -169,4 +197,64 @@ fn report_counters(enforcer: &Enforcer, spool: &Mutex<Spool>) -> HashMap<String,
         counters.insert("spool_evicted".to_owned(), stats.evicted_events);
     }
     counters
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, IsCa, KeyPair, SigningKey};
+
+    use super::*;
+
+    fn ca() -> (String, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key)
+    }
+
+    fn signed(key: &KeyPair) -> Policy {
+        let mut policy = Policy {
+            policy_id: 3,
+            name: "office".into(),
+            version: 7,
+            format: "yaml".into(),
+            source: "version: 1\nname: office\ndefault_action: allow\n".into(),
+            isolation: false,
+            signature: Vec::new(),
+        };
+        policy.signature = key.sign(&policy_signed_bytes(&policy)).unwrap();
+        policy
+    }
+
+    #[test]
+    fn only_a_policy_signed_by_the_agents_ca_and_unchanged_is_trusted() {
+        let (ca_pem, key) = ca();
+        let policy = signed(&key);
+        assert!(signed_by(&policy, &ca_pem));
+
+        let mut changed = policy.clone();
+        changed.version = 8;
+        assert!(!signed_by(&changed, &ca_pem));
+        let mut unsigned = policy.clone();
+        unsigned.signature.clear();
+        assert!(!signed_by(&unsigned, &ca_pem));
+        let (other_ca, _) = ca();
+        assert!(!signed_by(&policy, &other_ca));
+        assert!(!signed_by(&policy, "not a certificate"));
+    }
+
+    #[test]
+    fn a_kept_policy_is_read_back_only_while_its_signature_holds() {
+        let (ca_pem, key) = ca();
+        let dir = tempfile::tempdir().unwrap();
+        let policy = signed(&key);
+        crate::files::write_private(&policy_file(dir.path()), &policy.encode_to_vec()).unwrap();
+        assert_eq!(saved_policy(dir.path(), &ca_pem), Some(policy.clone()));
+
+        let mut tampered = policy;
+        tampered.source.push_str("rules: []\n");
+        crate::files::write_private(&policy_file(dir.path()), &tampered.encode_to_vec()).unwrap();
+        assert_eq!(saved_policy(dir.path(), &ca_pem), None);
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use palisade_agent::daemon::{Enforcer, LookupFactory, Settings};
+use palisade_agent::daemon::{Agent, LookupFactory, Mode, Settings};
 use palisade_agent::decide::{ActivePolicy, Shared};
 use palisade_agent::identity::ProcIdentity;
 use palisade_agent::intercept::Enforcement;
@@ -37,7 +37,9 @@ pub struct AgentArgs {
     /// The server's CA certificate (its `DIR/ca.pem`), needed to enroll.
     #[arg(long, requires = "server")]
     ca: Option<PathBuf>,
-    /// `enforce`: hold and decide every new connection in the kernel.
+    /// `enforce`: hold and decide every new connection in the kernel; `monitor`: change nothing
+    /// in the kernel, observe new connections (conntrack events) and record what the policy
+    /// would decide.
     #[arg(long, value_enum, default_value_t = AgentMode::Enforce)]
     mode: AgentMode,
     /// Where the agent keeps its identity, last policy and spool (mode 0700).
@@ -60,6 +62,8 @@ pub struct AgentArgs {
 enum AgentMode {
     /// Hold new connections and enforce the policy.
     Enforce,
+    /// Observe and record only.
+    Monitor,
 }
 
 /// What a block does.
@@ -97,12 +101,18 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.policy {
         let loaded = crate::policy::load(path).context("the policy is invalid")?;
         shared.set_policy(ActivePolicy::new(&loaded.1.policy, None));
-    } else if let Some(active) =
-        managed::saved_policy(&args.data).and_then(|p| managed::compile(&p))
+    } else if let Some(active) = identity
+        .as_ref()
+        .and_then(|i| managed::saved_policy(&args.data, &i.ca_pem))
+        .and_then(|p| managed::compile(&p))
     {
         shared.set_policy(active);
     }
     let settings = Settings {
+        mode: match args.mode {
+            AgentMode::Enforce => Mode::Enforce,
+            AgentMode::Monitor => Mode::Observe,
+        },
         queues: args.queues,
         block: match args.block {
             Block::Reject => Enforcement::Reject,
@@ -113,23 +123,27 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let lookup = ProcIdentity::new().map_err(std::io::Error::other)?;
         Ok(Box::new(lookup) as Box<dyn ProcessLookup>)
     });
-    let enforcer = Arc::new(
-        Enforcer::start(
+    let agent = Arc::new(
+        Agent::start(
             settings,
             shared,
             &lookups,
             spool.clone(),
             Arc::new(crate::server::now),
         )
-        .context("intercepting connections (the agent must run as root)")?,
+        .context("starting the agent (it must run as root)")?,
     );
-    println!("palisade agent enforcing; data in {}", args.data.display());
+    let doing = match args.mode {
+        AgentMode::Enforce => "enforcing",
+        AgentMode::Monitor => "monitoring",
+    };
+    println!("palisade agent {doing}; data in {}", args.data.display());
     let outcome = runtime.block_on(async {
         match (&args.policy, &args.server, identity) {
             (Some(path), _, _) => {
                 tokio::select! {
                     r = crate::server::shutdown_signal() => r,
-                    () = watch(path.clone(), enforcer.clone()) => Ok(()),
+                    () = watch(path.clone(), agent.clone()) => Ok(()),
                 }
             }
             (None, Some(server), Some(identity)) => {
@@ -138,7 +152,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     identity,
                     args.data.clone(),
                     std::env::consts::OS.to_owned(),
-                    enforcer.clone(),
+                    agent.clone(),
                     spool.clone(),
                 );
                 tokio::select! {
@@ -150,9 +164,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let enforcer =
-        Arc::try_unwrap(enforcer).map_err(|_| anyhow::anyhow!("the agent is still in use"))?;
-    enforcer.stop().context("removing the agent's chains")?;
+    let agent = Arc::try_unwrap(agent).map_err(|_| anyhow::anyhow!("the agent is still in use"))?;
+    agent.stop().context("removing the agent's chains")?;
     outcome?;
     Ok(ExitCode::SUCCESS)
 }
@@ -200,7 +213,7 @@ fn hostname() -> String {
 
 /// Reloads the policy file whenever its modification time changes; an invalid new version is
 /// reported and the one in force stays.
-async fn watch(path: PathBuf, enforcer: Arc<Enforcer>) {
+async fn watch(path: PathBuf, agent: Arc<Agent>) {
     let mut seen = modified(&path);
     let mut tick = tokio::time::interval(RELOAD_CHECK);
     loop {
@@ -217,9 +230,9 @@ async fn watch(path: PathBuf, enforcer: Arc<Enforcer>) {
             );
             continue;
         };
-        let enforcer = enforcer.clone();
+        let agent = agent.clone();
         let applied = tokio::task::spawn_blocking(move || {
-            enforcer.apply(ActivePolicy::new(&loaded.policy, None))
+            agent.apply(ActivePolicy::new(&loaded.policy, None))
         })
         .await;
         match applied {

@@ -22,6 +22,22 @@ pub const SERVER_NAME: &str = "gateway.palisade.internal";
 /// `OUT_OF_RANGE` ("decoded message length too large").
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
+/// What the server's CA signs of a policy: every field but the signature, in a fixed layout
+/// (a label, the numbers big-endian, then each text with its length), so the agent can check
+/// the policy it keeps on disk came from its server unchanged.
+pub fn policy_signed_bytes(p: &v1::Policy) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + p.name.len() + p.format.len() + p.source.len());
+    out.extend_from_slice(b"palisade policy v1\0");
+    out.extend_from_slice(&p.policy_id.to_be_bytes());
+    out.extend_from_slice(&p.version.to_be_bytes());
+    out.push(u8::from(p.isolation));
+    for text in [&p.name, &p.format, &p.source] {
+        out.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
+}
+
 /// An event message that does not describe a valid connection event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidEvent(pub String);

@@ -116,6 +116,12 @@ impl Ca {
         &self.cert_pem
     }
 
+    /// Signs `message` with the CA's key (ECDSA P-256 with SHA-256, ASN.1 DER): what agents
+    /// verify the policies they keep on disk with.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(rcgen::SigningKey::sign(self.issuer.key(), message)?)
+    }
+
     /// Signs the key in `csr_pem` (whose signature must verify) for `agent_id`. Nothing the
     /// request asks for besides its key is used: the subject and SAN are the agent id, the
     /// certificate is for client authentication only and cannot sign others.

@@ -8,12 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use palisade_proto::ConnectionEvent;
-use palisade_proto::gateway::MAX_MESSAGE_BYTES;
 use palisade_proto::gateway::v1::gateway_server::{Gateway, GatewayServer};
 use palisade_proto::gateway::v1::{
     EnrollRequest, EnrollResponse, EventAck, EventBatch, HeartbeatRequest, HeartbeatResponse,
     PoliciesRequest, Policy,
 };
+use palisade_proto::gateway::{MAX_MESSAGE_BYTES, policy_signed_bytes};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -152,7 +152,10 @@ impl Gateway for GatewayService {
             start,
             self.isolation.clone(),
             updates,
-            out,
+            Outbox {
+                out,
+                ca: self.ca.clone(),
+            },
             self.stopping.clone(),
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -222,7 +225,7 @@ async fn feed(
     start: Standing,
     isolation: Policy,
     mut updates: broadcast::Receiver<Arc<Update>>,
-    out: mpsc::Sender<Result<Policy, Status>>,
+    outbox: Outbox,
     mut stopping: watch::Receiver<bool>,
 ) {
     let Standing {
@@ -236,18 +239,18 @@ async fn feed(
     } else {
         policy.map(message)
     };
-    if !send(&out, &mut sent, first).await {
+    if !send(&outbox, &mut sent, first).await {
         return;
     }
     loop {
         let update = tokio::select! {
             update = updates.recv() => update,
-            () = out.closed() => return,
+            () = outbox.out.closed() => return,
             () = async {
                 // Also ends when the node's stop handle is gone.
                 let _ = stopping.wait_for(|stop| *stop).await;
             } => {
-                let _ = out.send(Err(Status::unavailable("the server is stopping"))).await;
+                let _ = outbox.out.send(Err(Status::unavailable("the server is stopping"))).await;
                 return;
             }
         };
@@ -272,13 +275,14 @@ async fn feed(
                 match store.group_policy(&group).await {
                     Ok(p) => p,
                     Err(e) => {
-                        let _ = out.send(Err(status(Error::Store(e)))).await;
+                        let _ = outbox.out.send(Err(status(Error::Store(e)))).await;
                         return;
                     }
                 }
             }
             Update::AgentRevoked { agent_id: a } if *a == agent_id => {
-                let _ = out
+                let _ = outbox
+                    .out
                     .send(Err(Status::permission_denied(format!(
                         "agent {agent_id} is revoked"
                     ))))
@@ -287,7 +291,7 @@ async fn feed(
             }
             Update::AgentIsolated { agent_id: a } if *a == agent_id => {
                 isolated = true;
-                if !send(&out, &mut sent, Some(isolation.clone())).await {
+                if !send(&outbox, &mut sent, Some(isolation.clone())).await {
                     return;
                 }
                 continue;
@@ -297,7 +301,7 @@ async fn feed(
                 match store.group_policy(&group).await {
                     Ok(p) => p,
                     Err(e) => {
-                        let _ = out.send(Err(status(Error::Store(e)))).await;
+                        let _ = outbox.out.send(Err(status(Error::Store(e)))).await;
                         return;
                     }
                 }
@@ -307,7 +311,7 @@ async fn feed(
                     group = now.group;
                     isolated = now.isolated;
                     if isolated {
-                        if !send(&out, &mut sent, Some(isolation.clone())).await {
+                        if !send(&outbox, &mut sent, Some(isolation.clone())).await {
                             return;
                         }
                         continue;
@@ -315,19 +319,20 @@ async fn feed(
                     now.policy
                 }
                 Ok(None) => {
-                    let _ = out
+                    let _ = outbox
+                        .out
                         .send(Err(Status::permission_denied("the agent is revoked")))
                         .await;
                     return;
                 }
                 Err(e) => {
-                    let _ = out.send(Err(status(e))).await;
+                    let _ = outbox.out.send(Err(status(e))).await;
                     return;
                 }
             },
             _ => continue,
         };
-        if !send(&out, &mut sent, next.map(message)).await {
+        if !send(&outbox, &mut sent, next.map(message)).await {
             return;
         }
     }
@@ -366,18 +371,21 @@ fn message(p: PolicyVersion) -> Policy {
         format: p.format,
         source: p.source,
         isolation: false,
+        signature: Vec::new(),
     }
 }
 
-/// Sends `policy` unless it is the one sent last; `false` when the agent has gone. The
+/// One agent's policy stream and the CA that signs what goes on it.
+struct Outbox {
+    out: mpsc::Sender<Result<Policy, Status>>,
+    ca: Arc<Ca>,
+}
+
+/// Sends `policy`, signed, unless it is the one sent last; `false` when the agent has gone. The
 /// isolation policy is policy 0 version 0, so it is sent once when isolation starts, and the
 /// group's policy is sent again when it ends.
-async fn send(
-    out: &mpsc::Sender<Result<Policy, Status>>,
-    sent: &mut Option<(i64, i64)>,
-    policy: Option<Policy>,
-) -> bool {
-    let Some(p) = policy else { return true };
+async fn send(outbox: &Outbox, sent: &mut Option<(i64, i64)>, policy: Option<Policy>) -> bool {
+    let Some(mut p) = policy else { return true };
     let key = (p.policy_id, p.version);
     // Never the same version twice, nor an older version of the policy just sent (an update
     // from another node can arrive after a re-read of the store that already had a newer one).
@@ -387,6 +395,15 @@ async fn send(
     {
         return true;
     }
+    p.signature = match outbox.ca.sign(&policy_signed_bytes(&p)) {
+        Ok(signature) => signature,
+        Err(e) => {
+            tracing::error!(cause = %e, "a policy could not be signed");
+            let refusal = Status::unavailable("the server cannot sign the policy now");
+            let _ = outbox.out.send(Err(refusal)).await;
+            return false;
+        }
+    };
     *sent = Some(key);
-    out.send(Ok(p)).await.is_ok()
+    outbox.out.send(Ok(p)).await.is_ok()
 }

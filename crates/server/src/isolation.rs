@@ -17,6 +17,7 @@ pub fn policy(gateway_port: u16) -> Policy {
         format: "yaml".to_owned(),
         source: source(gateway_port),
         isolation: true,
+        signature: Vec::new(),
     }
 }
 

@@ -22,7 +22,9 @@ fn privileged() -> bool {
 }
 
 /// A lab with name service: every name resolves to the host end; web servers on ports 80, 443
-/// and 8080 of the host end answer `ok`.
+/// and 8080 of the host end answer `ok` (8080 after a pause, as a server that thinks: a
+/// monitoring agent sees connections after the fact, and a client that has already exited
+/// cannot be named).
 struct Site {
     lab: Lab,
     dir: tempfile::TempDir,
@@ -41,8 +43,8 @@ impl Site {
         )
         .unwrap();
         dns_server(lab.host_ip);
-        for port in [80, 443, 8080] {
-            web_server(lab.host_ip, port);
+        for (port, pause) in [(80, 0), (443, 0), (8080, 300)] {
+            web_server(lab.host_ip, port, Duration::from_millis(pause));
         }
         let dir = tempfile::tempdir().unwrap();
         let client_a = dir.path().join("client-a");
@@ -120,7 +122,7 @@ impl Agent {
         let mut lines = BufReader::new(stdout).lines();
         loop {
             match lines.next() {
-                Some(Ok(line)) if line.starts_with("palisade agent enforcing") => break,
+                Some(Ok(line)) if line.starts_with("palisade agent ") => break,
                 Some(_) => {}
                 None => panic!(
                     "the agent exited before enforcing:\n{}",
@@ -297,12 +299,54 @@ fn a_killed_agent_fails_open_or_closed_as_the_policy_says() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_managed_agent_reports_connections_with_their_process_to_its_server() {
+async fn a_managed_agent_blocks_and_reports_connections_with_their_process() {
     if !privileged() {
         println!("{SKIP}");
         return;
     }
     let site = Site::new(3);
+    let (reached, event) = managed(&site, &[]).await;
+    assert!(!reached, "client-a reached port 8080");
+    assert_eq!(event["action"], "block", "{event}");
+    assert_eq!(event["verdict"], "block", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
+    if !privileged() {
+        println!("{SKIP}");
+        return;
+    }
+    let site = Site::new(4);
+    // Connection tracking is on wherever a stateful firewall runs; in the bare namespace a
+    // rule of the host's own switches it on.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &site.lab.ns, "iptables", "-A", "OUTPUT"])
+        .args([
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (reached, event) = managed(&site, &["--mode", "monitor"]).await;
+    assert!(reached, "a monitoring agent blocked");
+    assert!(
+        !site.chains_installed(),
+        "a monitoring agent changed the kernel's rules"
+    );
+    assert_eq!(event["action"], "block", "{event}");
+    assert_eq!(event["verdict"], "allow", "{event}");
+}
+
+/// Enrolls an agent (started with `args`) in a server on the host end whose policy blocks
+/// client-a to port 8080, makes that connection, and returns whether it got through and its
+/// event as the server stores it, after checking the process identity in it.
+async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     let host = site.lab.host_ip.to_string();
     let server_dir = site.dir.path().join("server");
     std::fs::create_dir(&server_dir).unwrap();
@@ -312,21 +356,12 @@ async fn a_managed_agent_reports_connections_with_their_process_to_its_server() 
         ("127.0.0.1:0", &format!("{host}:0")),
         site.dir.path().join("server.log"),
     );
-    let token = node
-        .post(
-            "/api/v1/enrollment-tokens",
-            &json!({"expires_in_seconds": 600}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // A monitor-mode policy for the agent's group: client-a to port 8080 would be blocked.
+    let token = node.enrollment_token().await;
     let created = node
         .post(
             "/api/v1/policies",
             &json!({"name": "lab", "format": "yaml", "source":
-                "version: 1\nname: lab\ndefault_action: allow\nmode: monitor\nrules:\n  - id: no-8080\n    action: block\n    match:\n      app_name: client-a\n      dst_port: 8080\n"}),
+                "version: 1\nname: lab\ndefault_action: allow\nrules:\n  - id: no-8080\n    action: block\n    match:\n      app_name: client-a\n      dst_port: 8080\n"}),
         )
         .await;
     node.put(
@@ -336,18 +371,16 @@ async fn a_managed_agent_reports_connections_with_their_process_to_its_server() 
     .await;
     let data = site.dir.path().join("agent");
     let ca = node.ca.to_str().unwrap().to_owned();
-    let mut agent = Agent::start(
-        &site,
-        &[
-            "--server",
-            &node.grpc,
-            "--enroll-token",
-            &token,
-            "--ca",
-            &ca,
-        ],
-        &data,
-    );
+    let mut all = vec![
+        "--server",
+        &node.grpc,
+        "--enroll-token",
+        &token,
+        "--ca",
+        &ca,
+    ];
+    all.extend(args);
+    let mut agent = Agent::start(site, &all, &data);
     let agents = node.get("/api/v1/agents").await;
     let agent_id = agents[0]["id"].as_str().unwrap().to_owned();
     // Wait for the policy to be in force (the heartbeat reports it), then connect.
@@ -363,10 +396,7 @@ async fn a_managed_agent_reports_connections_with_their_process_to_its_server() 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(
-        site.reaches(&site.client_a, &host, 8080),
-        "monitor mode blocked"
-    );
+    let reached = site.reaches(&site.client_a, &host, 8080);
     let mut found = Value::Null;
     let until = after(Duration::from_secs(20));
     while found.is_null() {
@@ -389,11 +419,11 @@ async fn a_managed_agent_reports_connections_with_their_process_to_its_server() 
     assert_eq!(conn["user"], "root", "{found}");
     assert_eq!(conn["uid"], 0, "{found}");
     assert_eq!(conn["dst_ip"], host.as_str(), "{found}");
-    assert_eq!(found["action"], "block", "{found}");
-    assert_eq!(found["verdict"], "allow", "{found}");
     assert_eq!(found["rule"], "no-8080", "{found}");
+    assert_eq!(found["policy_version"], 1, "{found}");
     assert!(found["pid"].as_u64().is_some(), "{found}");
     assert!(agent.signal("-TERM").success());
+    (reached, found)
 }
 
 /// Answers every A query with `ip`, other queries with no answer, until the process ends.
@@ -417,8 +447,8 @@ fn dns_server(ip: Ipv4Addr) {
     });
 }
 
-/// Answers `ok` to every HTTP request on `ip:port`, until the process ends.
-fn web_server(ip: Ipv4Addr, port: u16) {
+/// Answers `ok` to every HTTP request on `ip:port` after `pause`, until the process ends.
+fn web_server(ip: Ipv4Addr, port: u16, pause: Duration) {
     let listener = TcpListener::bind((ip, port)).unwrap();
     thread::spawn(move || {
         for stream in listener.incoming() {
@@ -433,6 +463,7 @@ fn web_server(ip: Ipv4Addr, port: u16) {
                         Ok(n) => request.extend(&buf[..n]),
                     }
                 }
+                thread::sleep(pause);
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
                 );

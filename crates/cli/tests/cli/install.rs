@@ -90,6 +90,17 @@ impl Node {
         node
     }
 
+    /// A new single-use enrollment token, valid for ten minutes.
+    pub async fn enrollment_token(&self) -> String {
+        let made = self
+            .post(
+                "/api/v1/enrollment-tokens",
+                &serde_json::json!({"expires_in_seconds": 600}),
+            )
+            .await;
+        made["token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Value {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }

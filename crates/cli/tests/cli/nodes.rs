@@ -56,15 +56,7 @@ async fn two_nodes_serve_one_install_through_the_database_and_the_bus() {
     assert_eq!(ca_pem, std::fs::read_to_string(&a.ca).unwrap());
 
     // A token made through B enrolls an agent at A.
-    let token = b
-        .post(
-            "/api/v1/enrollment-tokens",
-            &json!({"expires_in_seconds": 600}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = b.enrollment_token().await;
     let about = About {
         hostname: "ws-1".into(),
         os: "linux".into(),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use palisade_agent::managed;
 use palisade_agent::uplink::{self, About, Enrolled, Heartbeat, Identity, Uplink};
 use palisade_proto::gateway::v1::gateway_client::GatewayClient;
 use palisade_proto::gateway::v1::{Event, EventBatch, HeartbeatRequest, PoliciesRequest};
@@ -387,6 +388,11 @@ async fn policies_are_pushed_at_connect_and_on_change(s: &TestServer) {
     assert_eq!(first.policy_id, office_id);
     assert_eq!(first.format, "yaml");
     assert_eq!(first.source, policy("office", 53));
+    // Signed by the server's CA, so the agent can keep it on disk and trust it after a restart.
+    assert!(managed::signed_by(&first, &s.ca_pem()));
+    let mut forged = first.clone();
+    forged.source = policy("office", 22);
+    assert!(!managed::signed_by(&forged, &s.ca_pem()));
 
     // A new version reaches the agent within a second of the API call.
     let r = s

@@ -19,8 +19,8 @@
 # For the firewall process: CPU (utime + stime from /proc/PID/stat over the client's run, as a
 # share of one core, and per connection), peak resident memory (VmHWM), and per-thread CPU.
 # Needs root, iproute2, iptables and, for that configuration, opensnitchd (1.5.x, iptables
-# firewall mode). PROFILE=1 records `perf record -g` of the agent during the parallel runs and
-# writes the report to PROFILE_DIR (TMPDIR or /tmp).
+# firewall mode). PROFILE=1 records `perf record -g` of the agent during each timed run and
+# writes the data and a report to PROFILE_DIR (TMPDIR or /tmp); it slows the agent down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -203,12 +203,25 @@ measure() { # CONFIG MODE ARGS...
     shift 2
     local t0 t1 c0="0 0" c1="0 0" out
     [ -n "$fw_pid" ] && { c0=$(ticks "$fw_pid"); thread_ticks "$fw_pid" >"$work/threads0"; }
+    local perf_pid= profile=$PROFILE_DIR/agent-perf-run$run-$mode
+    if [ "${PROFILE:-0}" = 1 ] && [ "$config" = palisade ]; then
+        perf record -q -g -o "$profile.data" -p "$fw_pid" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.5
+    fi
     t0=$(now)
     out=$(ip netns exec "$C" "$CLIENT" connect "$@" 2>"$work/client.err") || {
         echo "the client failed: $(cat "$work/client.err")" >&2
         exit 1
     }
     t1=$(now)
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        perf report -i "$profile.data" --children --sort comm,sym -g none --percent-limit 0.3 \
+            --stdio 2>/dev/null | grep -v -e '^$' -e '^#' >"$profile.txt" || true
+        echo "  perf: $profile.data; report (with children) in $profile.txt" >>"$work/threads.log"
+    fi
     local fw="cpu_pct=- cpu_us_per_connect=- user_us=- sys_us=- rss_peak_mb=-"
     if [ -n "$fw_pid" ]; then
         c1=$(ticks "$fw_pid")
@@ -262,17 +275,7 @@ for run in $(seq "$RUNS"); do
         check_intercepting "$config"
         q0=$(queued_packets)
         measure "$config" sequential "$SERVER_IP:7000" --count "$COUNT"
-        if [ "${PROFILE:-0}" = 1 ] && [ "$config" = palisade ]; then
-            perf record -g -o "$PROFILE_DIR/agent-perf-run$run.data" -p "$fw_pid" -- sleep "$PARALLEL_SECONDS" >/dev/null 2>&1 &
-            perf_pid=$!
-            measure "$config" parallel-$THREADS $PARALLEL_TARGETS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
-            wait "$perf_pid" || true
-            perf report -i "$PROFILE_DIR/agent-perf-run$run.data" --no-children --sort comm,dso,sym -g none \
-                --percent-limit 0.5 --stdio 2>/dev/null | grep -v -e '^$' -e '^#' >"$PROFILE_DIR/agent-perf-run$run.txt" || true
-            echo "  perf: $PROFILE_DIR/agent-perf-run$run.data, flat report in agent-perf-run$run.txt" | tee -a "$work/threads.log"
-        else
-            measure "$config" parallel-$THREADS $PARALLEL_TARGETS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
-        fi
+        measure "$config" parallel-$THREADS $PARALLEL_TARGETS --seconds "$PARALLEL_SECONDS" --threads "$THREADS"
         if [ "$config" != none ]; then
             echo "  $config: $(( $(queued_packets) - q0 )) packets queued to it during the timed runs" | tee -a "$work/threads.log"
         fi

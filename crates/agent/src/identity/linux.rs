@@ -438,7 +438,7 @@ const RECV_BUF: usize = 64 * 1024;
 /// Pids kept in the recent-owner list.
 const RECENT: usize = 64;
 /// Socket inodes the index holds before it starts over.
-const INDEX_CAPACITY: usize = 256 * 1024;
+const INDEX_CAPACITY: usize = 16 * 1024;
 /// Processes the cache holds, exited ones included, before the least recently used go.
 const PROCESS_CAPACITY: usize = 4096;
 

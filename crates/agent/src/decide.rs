@@ -170,3 +170,62 @@ fn connection(flow: &FlowKey) -> Connection {
         ..Connection::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn flow(protocol: Protocol, direction: Direction) -> FlowKey {
+        FlowKey {
+            protocol,
+            local: "10.0.0.2:40000".parse::<SocketAddr>().unwrap(),
+            remote: "93.184.216.34:443".parse::<SocketAddr>().unwrap(),
+            direction,
+        }
+    }
+
+    fn policy(yaml: &str) -> Policy {
+        palisade_policy::load("p.yaml", yaml, &|_| Err("no files".to_owned()))
+            .unwrap()
+            .policy
+    }
+
+    #[test]
+    fn an_outbound_connection_goes_from_here_and_an_inbound_one_comes_to_here() {
+        let out = connection(&flow(Protocol::Tcp, Direction::Outbound));
+        assert_eq!(out.src_ip, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!((out.src_port, out.dst_port), (Some(40000), Some(443)));
+        let inbound = connection(&flow(Protocol::Tcp, Direction::Inbound));
+        assert_eq!(inbound.src_ip, Some("93.184.216.34".parse().unwrap()));
+        assert_eq!(inbound.dst_ip, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(
+            (inbound.src_port, inbound.dst_port),
+            (Some(443), Some(40000))
+        );
+        let icmp = connection(&flow(Protocol::Icmp, Direction::Outbound));
+        assert_eq!((icmp.src_port, icmp.dst_port), (None, None));
+    }
+
+    #[test]
+    fn inbound_connections_are_held_only_for_an_enabled_inbound_rule() {
+        let head = "version: 1\nname: p\ndefault_action: allow\n";
+        let none = policy(&format!(
+            "{head}rules:\n  - id: out\n    action: block\n    match:\n      direction: outbound\n"
+        ));
+        assert!(!ActivePolicy::new(&none, None).inbound);
+        let disabled = policy(&format!(
+            "{head}rules:\n  - id: in\n    action: block\n    enabled: false\n    match:\n      direction: inbound\n"
+        ));
+        assert!(!ActivePolicy::new(&disabled, None).inbound);
+        let inbound = policy(&format!(
+            "{head}fail: closed\nrules:\n  - id: in\n    action: block\n    match:\n      direction: [inbound]\n"
+        ));
+        let active = ActivePolicy::new(&inbound, Some(4));
+        assert!(active.inbound);
+        assert_eq!(active.fail, Fail::Closed);
+        assert_eq!(active.rule_ids, ["in"]);
+        assert_eq!(active.version, Some(4));
+    }
+}

@@ -83,7 +83,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .ok();
     files::create_private_dir(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // One thread is plenty for the uplink and the policy file: the work is on the queue threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let spool = Spool::open(
         &args.data.join("spool"),
         SpoolConfig {

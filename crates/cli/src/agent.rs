@@ -124,7 +124,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let lookups: LookupFactory = Box::new(|| {
-        let lookup = ProcIdentity::new().map_err(std::io::Error::other)?;
+        let mut lookup = ProcIdentity::new().map_err(std::io::Error::other)?;
+        // Sockets opened before the agent started are in the index from the first lookup.
+        lookup.warm();
         Ok(Box::new(lookup) as Box<dyn ProcessLookup>)
     });
     let agent = Arc::new(

@@ -67,10 +67,12 @@ fn event(seq: u64) -> ConnectionEvent {
         },
         pid: Some(3141),
         sni: Some(format!("cdn{low}.example.com")),
+        http_host: None,
         action: Action::Allow,
         verdict: Verdict::Allow,
         rule: Some("browsers-web".into()),
         policy_version: Some(12),
+        update_of: None,
         traffic: Traffic {
             bytes_out: 1_200,
             bytes_in: 48_000,

@@ -5,9 +5,11 @@
 //!   after the fact, decided the same way and recorded, never blocked.
 //!
 //! Threads: one per connection queue (each with its own process lookup, so they never wait for
-//! each other) and one for the DNS queue, or one conntrack listener; and the recorder, which
-//! numbers events and appends them to the spool. The policy in force is swapped under a lock
-//! that deciders only read.
+//! each other), one for the DNS queue and one for conntrack's ended connections, or one
+//! conntrack listener for both new and ended connections; and the recorder, which numbers
+//! events and appends them to the spool, followed by an update for every recorded connection
+//! that ends ([`crate::open_flows`]). The policy in force is swapped under a lock that deciders
+//! only read.
 
 use std::io;
 use std::net::IpAddr;
@@ -17,13 +19,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use palisade_policy::model::Fail;
-use palisade_proto::{ConnectionEvent, Verdict};
+use palisade_proto::{ConnectionEvent, Traffic, Verdict};
 
-use crate::conntrack::{CtEvent, Groups, Listener, RECV_BUFFER_LEN};
+use crate::conntrack::{self, CtEvent, Groups, Listener, RECV_BUFFER_LEN};
 use crate::decide::{ActivePolicy, Decider, Shared};
+use crate::flow::FlowKey;
 use crate::intercept::{Enforcement, Held, Interceptor};
-use crate::netfilter::Chains;
+use crate::netfilter::{Chains, MARK_MASK};
 use crate::nfqueue::{NfQueue, QueueKind};
+use crate::open_flows::{Learned, OpenFlows, Opened};
 use crate::process::ProcessLookup;
 use crate::spool::Spool;
 
@@ -36,6 +40,8 @@ pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Se
 /// Events that may wait between the deciders and the recorder; beyond this they are counted
 /// as dropped rather than slowing connections down.
 const EVENT_BUFFER: usize = 65_536;
+/// Recorded connections remembered until they end (see [`crate::open_flows`]).
+const OPEN_FLOWS: usize = 65_536;
 /// How often the recorder takes the decided events and writes them to the spool. Deciders
 /// never wake it: waking a thread per connection cost more than the rest of the bookkeeping.
 const RECORD_EVERY: Duration = Duration::from_millis(20);
@@ -80,6 +86,12 @@ pub struct Counters {
     pub events_spooled: AtomicU64,
     /// Events that could not be written to the spool.
     pub spool_errors: AtomicU64,
+    /// Updates recorded for connections that ended, with their counters.
+    pub flows_ended: AtomicU64,
+    /// Recorded connections forgotten before they ended (too many open at once).
+    pub flows_forgotten: AtomicU64,
+    /// Times the kernel dropped conntrack events because the agent read them too slowly.
+    pub conntrack_overflows: AtomicU64,
 }
 
 impl Counters {
@@ -95,6 +107,9 @@ impl Counters {
             ("events_dropped", get(&self.events_dropped)),
             ("events_spooled", get(&self.events_spooled)),
             ("spool_errors", get(&self.spool_errors)),
+            ("flows_ended", get(&self.flows_ended)),
+            ("flows_forgotten", get(&self.flows_forgotten)),
+            ("conntrack_overflows", get(&self.conntrack_overflows)),
         ]
     }
 }
@@ -106,7 +121,7 @@ pub struct Agent {
     counters: Arc<Counters>,
     chains: Mutex<Option<Chains>>,
     spool: Arc<Mutex<Spool>>,
-    events: Arc<Decided>,
+    events: Arc<Recorder>,
 }
 
 impl Agent {
@@ -121,7 +136,7 @@ impl Agent {
         clock: Clock,
     ) -> io::Result<Agent> {
         let counters = Arc::new(Counters::default());
-        let events = Arc::new(Decided::default());
+        let events = Arc::new(Recorder::new());
         {
             let (counters, spool, events) = (counters.clone(), spool.clone(), events.clone());
             std::thread::Builder::new()
@@ -145,6 +160,7 @@ impl Agent {
             Mode::Enforce => {
                 agent.serve_queues(lookups, &events, &clock)?;
                 agent.install_chains()?;
+                agent.follow_ends(events, clock)?;
             }
             Mode::Observe => agent.observe(lookups, events, clock)?,
         }
@@ -154,7 +170,7 @@ impl Agent {
     fn serve_queues(
         &self,
         lookups: &LookupFactory,
-        events: &Arc<Decided>,
+        events: &Arc<Recorder>,
         clock: &Clock,
     ) -> io::Result<()> {
         let (settings, shared) = (&self.settings, &self.shared);
@@ -170,7 +186,7 @@ impl Agent {
                     let mut decide = |held: Held<'_>| match held {
                         Held::Connection(flow) => {
                             let (enforcement, event) = decider.decide(&flow, clock());
-                            count(&counters, enforcement, event, &events);
+                            count(&counters, flow, enforcement, event, &events);
                             enforcement
                         }
                         Held::DnsAnswer(_) | Held::Unreadable => {
@@ -202,13 +218,10 @@ impl Agent {
     fn observe(
         &self,
         lookups: &LookupFactory,
-        events: Arc<Decided>,
+        events: Arc<Recorder>,
         clock: Clock,
     ) -> io::Result<()> {
-        let mut listener = Listener::open(Groups {
-            new: true,
-            destroy: false,
-        })?;
+        let mut listener = Listener::open(Groups::ALL)?;
         let mut decider = Decider::new(
             self.shared.clone(),
             lookups()?,
@@ -222,16 +235,16 @@ impl Agent {
                 let mut local = LocalAddresses::default();
                 let mut buf = vec![0; RECV_BUFFER_LEN];
                 loop {
-                    let seen = match listener.recv(&mut buf) {
-                        Ok(seen) => seen,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading conntrack events failed");
-                            continue;
-                        }
+                    let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
+                        continue;
                     };
                     let now = clock();
                     local.refresh(now);
                     for event in seen {
+                        if let Some((flow, traffic)) = ended(&event, &local, None) {
+                            events.learned(flow, Learned::Ended(traffic));
+                            continue;
+                        }
                         let CtEvent::New { orig, .. } = event else {
                             continue;
                         };
@@ -243,7 +256,39 @@ impl Agent {
                             e.verdict = Verdict::Allow;
                             e
                         });
-                        count(&counters, Enforcement::Allow, event, &events);
+                        count(&counters, flow, Enforcement::Allow, event, &events);
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Follows the connections that end, to record their counters: only those the agent let
+    /// through carry its mark. Turns conntrack accounting on (without it the counters are zero).
+    fn follow_ends(&self, events: Arc<Recorder>, clock: Clock) -> io::Result<()> {
+        if let Err(e) = conntrack::enable_accounting() {
+            tracing::warn!(error = %e, "conntrack accounting could not be turned on; connections will end without counters");
+        }
+        let mut listener = Listener::open(Groups {
+            new: false,
+            destroy: true,
+        })?;
+        let counters = self.counters.clone();
+        let allowed = crate::netfilter::mark(Enforcement::Allow);
+        std::thread::Builder::new()
+            .name("conntrack".into())
+            .spawn(move || {
+                let mut local = LocalAddresses::default();
+                let mut buf = vec![0; RECV_BUFFER_LEN];
+                loop {
+                    let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
+                        continue;
+                    };
+                    local.refresh(clock());
+                    for event in seen {
+                        if let Some((flow, traffic)) = ended(&event, &local, Some(allowed)) {
+                            events.learned(flow, Learned::Ended(traffic));
+                        }
                     }
                 }
             })?;
@@ -317,47 +362,111 @@ fn serve_forever(queue: &mut NfQueue, decide: &mut dyn FnMut(Held<'_>) -> Enforc
 
 fn count(
     counters: &Counters,
+    flow: FlowKey,
     enforcement: Enforcement,
     event: Option<ConnectionEvent>,
-    events: &Decided,
+    events: &Recorder,
 ) {
     counters.decided.fetch_add(1, Ordering::Relaxed);
     if enforcement != Enforcement::Allow {
         counters.blocked.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(event) = event {
-        if !events.push(event) {
+        if !events.decided(flow, event) {
             counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Decided events waiting for the recorder.
-#[derive(Debug, Default)]
-struct Decided {
-    waiting: Mutex<Vec<ConnectionEvent>>,
+/// Receives one datagram of conntrack events; `None` (logged) when reading failed. The kernel's
+/// reports of lost events are counted.
+fn receive(listener: &mut Listener, buf: &mut [u8], counters: &Counters) -> Option<Vec<CtEvent>> {
+    let seen = listener.recv(buf);
+    counters
+        .conntrack_overflows
+        .store(listener.overflows(), Ordering::Relaxed);
+    match seen {
+        Ok(seen) => Some(seen),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading conntrack events failed");
+            None
+        }
+    }
 }
 
-impl Decided {
-    /// Adds an event; `false` when [`EVENT_BUFFER`] events already wait (it is dropped).
-    fn push(&self, event: ConnectionEvent) -> bool {
-        let Ok(mut waiting) = self.waiting.lock() else {
-            return false;
-        };
-        if waiting.len() >= EVENT_BUFFER {
-            return false;
+/// The flow and its counters when `event` is the end of a connection with an end on this host
+/// (and, with `mark`, whose connection mark carries it in the agent's bits).
+fn ended(event: &CtEvent, local: &LocalAddresses, mark: Option<u32>) -> Option<(FlowKey, Traffic)> {
+    let CtEvent::Destroy {
+        orig,
+        mark: ct_mark,
+        acct,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    if mark.is_some_and(|m| ct_mark & MARK_MASK != m) {
+        return None;
+    }
+    let flow = orig.flow_key(&|ip| local.contains(ip))?;
+    let counted = acct.map(|a| a.traffic(flow.direction)).unwrap_or_default();
+    let traffic = Traffic {
+        bytes_out: counted.sent.bytes,
+        bytes_in: counted.received.bytes,
+        packets_out: counted.sent.packets,
+        packets_in: counted.received.packets,
+        duration_ms: 0,
+    };
+    Some((flow, traffic))
+}
+
+/// What waits for the recorder: decided connections, and what was learned about recorded ones
+/// later; and the recorded connections that have not ended.
+#[derive(Debug)]
+struct Recorder {
+    decided: Mutex<Vec<(FlowKey, ConnectionEvent)>>,
+    learned: Mutex<Vec<(FlowKey, Learned)>>,
+    open: Mutex<OpenFlows>,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            decided: Mutex::default(),
+            learned: Mutex::default(),
+            open: Mutex::new(OpenFlows::new(OPEN_FLOWS)),
         }
-        waiting.push(event);
-        true
     }
 
-    /// Everything waiting, oldest first.
-    fn take(&self) -> Vec<ConnectionEvent> {
-        self.waiting
-            .lock()
-            .map(|mut waiting| std::mem::take(&mut *waiting))
-            .unwrap_or_default()
+    /// Adds a decided connection; `false` when [`EVENT_BUFFER`] already wait (it is dropped).
+    fn decided(&self, flow: FlowKey, event: ConnectionEvent) -> bool {
+        push_bounded(&self.decided, (flow, event))
     }
+
+    /// Adds what was learned about a connection; `false` when [`EVENT_BUFFER`] facts already
+    /// wait (it is dropped).
+    fn learned(&self, flow: FlowKey, learned: Learned) -> bool {
+        push_bounded(&self.learned, (flow, learned))
+    }
+}
+
+fn push_bounded<T>(waiting: &Mutex<Vec<T>>, item: T) -> bool {
+    let Ok(mut waiting) = waiting.lock() else {
+        return false;
+    };
+    if waiting.len() >= EVENT_BUFFER {
+        return false;
+    }
+    waiting.push(item);
+    true
+}
+
+fn take<T>(waiting: &Mutex<Vec<T>>) -> Vec<T> {
+    waiting
+        .lock()
+        .map(|mut waiting| std::mem::take(&mut *waiting))
+        .unwrap_or_default()
 }
 
 fn learn_names(shared: &Shared, bytes: &[u8], now: Timestamp, counters: &Counters) {
@@ -374,21 +483,49 @@ fn learn_names(shared: &Shared, bytes: &[u8], now: Timestamp, counters: &Counter
     }
 }
 
-/// Numbers the waiting events and appends them to the spool; the spool's fsync setting decides
-/// when they reach the disk.
-fn record(events: &Decided, spool: &Mutex<Spool>, counters: &Counters) {
-    let waiting = events.take();
-    let Ok(mut spool) = spool.lock() else { return };
-    for mut event in waiting {
+/// Numbers the waiting events and appends them to the spool, then the updates of recorded
+/// connections that ended since; the spool's fsync setting decides when they reach the disk.
+fn record(recorder: &Recorder, spool: &Mutex<Spool>, counters: &Counters) {
+    let decided = take(&recorder.decided);
+    let learned = take(&recorder.learned);
+    let (Ok(mut spool), Ok(mut open)) = (spool.lock(), recorder.open.lock()) else {
+        return;
+    };
+    let append = |spool: &mut Spool, event: &ConnectionEvent| match spool.append(event) {
+        Ok(()) => {
+            counters.events_spooled.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "an event could not be spooled");
+            counters.spool_errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    };
+    for (flow, mut event) in decided {
         event.seq = spool.next_seq();
-        match spool.append(&event) {
-            Ok(()) => counters.events_spooled.fetch_add(1, Ordering::Relaxed),
-            Err(e) => {
-                tracing::warn!(error = %e, "an event could not be spooled");
-                counters.spool_errors.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        if append(&mut spool, &event) && event.verdict == Verdict::Allow {
+            let opened = Opened {
+                seq: event.seq,
+                time_ms: event.time_ms,
+                action: event.action,
+                verdict: event.verdict,
+            };
+            open.opened(flow, opened);
+        }
     }
+    for (flow, learned) in learned {
+        let ended = matches!(learned, Learned::Ended(_));
+        let Some(update) = open.update(&flow, learned, spool.next_seq()) else {
+            continue;
+        };
+        if append(&mut spool, &update) && ended {
+            counters.flows_ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    counters
+        .flows_forgotten
+        .store(open.forgotten(), Ordering::Relaxed);
     if let Err(e) = spool.sync_if_due() {
         tracing::warn!(error = %e, "the spool could not be made durable");
     }

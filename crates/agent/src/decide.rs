@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use jiff::Timestamp;
 use palisade_policy::model::{Fail, Matcher};
 use palisade_policy::{CompiledPolicy, Policy};
-use palisade_proto::{Action, Connection, ConnectionEvent, Direction, Protocol, Traffic, Verdict};
+use palisade_proto::{Action, ConnectionEvent, Direction, Traffic, Verdict};
 
 use crate::flow::FlowKey;
 use crate::intercept::Enforcement;
@@ -114,7 +114,7 @@ impl Decider {
             return (Enforcement::Allow, None);
         }
         let now_ms = now.as_millisecond();
-        let mut conn = connection(flow);
+        let mut conn = flow.addresses();
         if let Some(p) = &process {
             p.fill(&mut conn);
         }
@@ -138,10 +138,12 @@ impl Decider {
             connection: conn,
             pid: process.map(|p| p.pid),
             sni: None,
+            http_host: None,
             action,
             verdict,
             rule,
             policy_version: version,
+            update_of: None,
             traffic: Traffic::default(),
         };
         (enforcement, Some(event))
@@ -153,59 +155,14 @@ impl Decider {
     }
 }
 
-/// The connection's addresses in the policy language's terms.
-fn connection(flow: &FlowKey) -> Connection {
-    let (src, dst) = match flow.direction {
-        Direction::Outbound => (flow.local, flow.remote),
-        Direction::Inbound => (flow.remote, flow.local),
-    };
-    let ports = flow.protocol != Protocol::Icmp;
-    Connection {
-        src_ip: Some(src.ip()),
-        src_port: ports.then_some(src.port()),
-        dst_ip: Some(dst.ip()),
-        dst_port: ports.then_some(dst.port()),
-        protocol: Some(flow.protocol),
-        direction: flow.direction,
-        ..Connection::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
-
-    fn flow(protocol: Protocol, direction: Direction) -> FlowKey {
-        FlowKey {
-            protocol,
-            local: "10.0.0.2:40000".parse::<SocketAddr>().unwrap(),
-            remote: "93.184.216.34:443".parse::<SocketAddr>().unwrap(),
-            direction,
-        }
-    }
 
     fn policy(yaml: &str) -> Policy {
         palisade_policy::load("p.yaml", yaml, &|_| Err("no files".to_owned()))
             .unwrap()
             .policy
-    }
-
-    #[test]
-    fn an_outbound_connection_goes_from_here_and_an_inbound_one_comes_to_here() {
-        let out = connection(&flow(Protocol::Tcp, Direction::Outbound));
-        assert_eq!(out.src_ip, Some("10.0.0.2".parse().unwrap()));
-        assert_eq!((out.src_port, out.dst_port), (Some(40000), Some(443)));
-        let inbound = connection(&flow(Protocol::Tcp, Direction::Inbound));
-        assert_eq!(inbound.src_ip, Some("93.184.216.34".parse().unwrap()));
-        assert_eq!(inbound.dst_ip, Some("10.0.0.2".parse().unwrap()));
-        assert_eq!(
-            (inbound.src_port, inbound.dst_port),
-            (Some(443), Some(40000))
-        );
-        let icmp = connection(&flow(Protocol::Icmp, Direction::Outbound));
-        assert_eq!((icmp.src_port, icmp.dst_port), (None, None));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   HTTP hosts, so domain rules apply to connections made to addresses.
 //! - [`netfilter`] (Linux): the agent's own firewall chains, installed and removed.
 //! - [`nfqueue`] (Linux): serving one NFQUEUE queue.
+//! - [`open_flows`]: the recorded connections that have not ended, so that what is learned
+//!   later (counters, server names) updates their events.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
 //! - [`spool`]: the durable local queue of connection events between enforcement and the
@@ -39,6 +41,7 @@ pub mod names;
 pub mod netfilter;
 #[cfg(target_os = "linux")]
 pub mod nfqueue;
+pub mod open_flows;
 pub mod process;
 pub mod spool;
 pub mod uplink;

@@ -847,10 +847,12 @@ mod tests {
             },
             pid: Some(4242),
             sni: Some("example.com".into()),
+            http_host: None,
             action: Action::Allow,
             verdict: Verdict::Allow,
             rule: Some("web".into()),
             policy_version: Some(3),
+            update_of: None,
             traffic: Traffic::default(),
         }
     }

@@ -26,6 +26,9 @@ pub struct ConnectionEvent {
     /// TLS server name, when seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    /// `Host` of the first HTTP request, when seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_host: Option<String>,
     /// What the policy decided.
     pub action: Action,
     /// What happened to the packets (`allow` for a monitor-mode block: "would block").
@@ -39,6 +42,12 @@ pub struct ConnectionEvent {
     /// Traffic, once the connection has ended (zero before).
     #[serde(default)]
     pub traffic: Traffic,
+    /// When set, this record is no connection of its own but completes the event with this
+    /// sequence number from the same endpoint, with what was seen after it was decided: its
+    /// `sni` and `http_host` when set, its `traffic` when not zero. Its `time_ms` is that
+    /// event's time, its `seq` its own (records are numbered together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_of: Option<u64>,
 }
 
 impl ConnectionEvent {

@@ -98,7 +98,13 @@ pub async fn store_batches(store: &Store, batches: &[&NewBatch]) -> Result<Batch
     let counters = store.ingest_counters();
     let (mut fresh_batches, mut fresh_events) = (0, 0);
     for (batch, fresh) in batches.iter().zip(&stored.fresh) {
-        let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+        // Update records complete stored events; they are not counted as events.
+        let events = batch
+            .events
+            .iter()
+            .filter(|e| e.update_of.is_none())
+            .count();
+        let events = u64::try_from(events).unwrap_or(u64::MAX);
         if *fresh {
             fresh_batches += 1;
             fresh_events += events;
@@ -331,7 +337,7 @@ pub fn export(
 }
 
 /// The column names of the CSV export, in order.
-pub const CSV_COLUMNS: [&str; 34] = [
+pub const CSV_COLUMNS: [&str; 35] = [
     "agent_id",
     "seq",
     "time",
@@ -355,6 +361,7 @@ pub const CSV_COLUMNS: [&str; 34] = [
     "direction",
     "pid",
     "sni",
+    "http_host",
     "action",
     "verdict",
     "rule",
@@ -383,7 +390,7 @@ pub fn csv_row(e: &StoredEvent) -> String {
     let c = &e.event.connection;
     let num = |n: Option<String>| n.unwrap_or_default();
     let text = |t: Option<&str>| t.map(csv_text).unwrap_or_default();
-    let fields: [String; 34] = [
+    let fields: [String; 35] = [
         csv_text(&e.agent_id),
         e.event.seq.to_string(),
         e.time.clone(),
@@ -407,6 +414,7 @@ pub fn csv_row(e: &StoredEvent) -> String {
         c.direction.as_str().to_owned(),
         num(e.event.pid.map(|n| n.to_string())),
         text(e.event.sni.as_deref()),
+        text(e.event.http_host.as_deref()),
         e.event.action.as_str().to_owned(),
         crate::store::verdict_keyword(e.event.verdict).to_owned(),
         text(e.event.rule.as_deref()),
@@ -621,6 +629,9 @@ fn check_event(e: &ConnectionEvent, received_ms: i64) -> Result<(), String> {
     if i64::try_from(e.seq).is_err() || e.seq == 0 {
         return Err("the sequence number must be 1 to 2^63-1".to_owned());
     }
+    if e.update_of.is_some_and(|of| of == 0 || of >= e.seq) {
+        return Err("an update must name an earlier event (update_of 1 to seq - 1)".to_owned());
+    }
     if e.time_ms < received_ms.saturating_sub(MAX_AGE_MS)
         || e.time_ms > received_ms.saturating_add(MAX_AHEAD_MS)
     {
@@ -642,11 +653,12 @@ fn check_event(e: &ConnectionEvent, received_ms: i64) -> Result<(), String> {
         ("container_id", c.container_id.as_deref()),
         ("domain", c.domain.as_deref()),
         ("sni", e.sni.as_deref()),
+        ("http_host", e.http_host.as_deref()),
         ("rule", e.rule.as_deref()),
     ];
     for (field, value) in texts {
         let Some(value) = value else { continue };
-        let max = if matches!(field, "domain" | "sni") {
+        let max = if matches!(field, "domain" | "sni" | "http_host") {
             MAX_DOMAIN_LEN
         } else {
             MAX_TEXT_LEN

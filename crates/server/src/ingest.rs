@@ -293,10 +293,12 @@ mod tests {
             },
             pid: Some(42),
             sni: None,
+            http_host: None,
             action: palisade_proto::Action::Block,
             verdict: palisade_proto::Verdict::Block,
             rule: Some("r1".to_owned()),
             policy_version: Some(3),
+            update_of: None,
             traffic: palisade_proto::Traffic::default(),
         };
         let batch = NewBatch {

@@ -150,6 +150,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "fewer_event_indexes",
         include_str!("../migrations/sqlite/0007_fewer_event_indexes.sql"),
     ),
+    (
+        8,
+        "http_host",
+        include_str!("../migrations/sqlite/0008_http_host.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -188,6 +193,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         7,
         "fewer_event_indexes",
         include_str!("../migrations/postgres/0007_fewer_event_indexes.sql"),
+    ),
+    (
+        8,
+        "http_host",
+        include_str!("../migrations/postgres/0008_http_host.sql"),
     ),
 ]);
 

@@ -262,10 +262,12 @@ fn decide(
                 connection: o.connection,
                 pid: Some(o.pid),
                 sni: o.sni,
+                http_host: None,
                 action,
                 verdict,
                 rule,
                 policy_version,
+                update_of: None,
                 traffic: o.traffic,
             }
         })

@@ -102,10 +102,12 @@ async fn send(
                 connection: o.connection.clone(),
                 pid: Some(o.pid),
                 sni: o.sni.clone(),
+                http_host: None,
                 action: Action::Allow,
                 verdict: Verdict::Allow,
                 rule: None,
                 policy_version: None,
+                update_of: None,
                 traffic: o.traffic,
             })
             .collect();

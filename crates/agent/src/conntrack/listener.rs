@@ -1,5 +1,5 @@
-//! The netlink socket that receives conntrack events, and the sysctl switches that make the
-//! kernel put counters and times in them.
+//! The netlink socket that receives conntrack events, and the sysctl switch that makes the
+//! kernel put counters in them.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -118,13 +118,6 @@ impl AsFd for Listener {
 /// afterwards are counted. Fails without privilege or when conntrack is not loaded.
 pub fn enable_accounting() -> io::Result<()> {
     std::fs::write("/proc/sys/net/netfilter/nf_conntrack_acct", b"1\n")
-}
-
-/// Turns on conntrack timestamps (`net.netfilter.nf_conntrack_timestamp`) in the current
-/// network namespace, so that ended connections carry their start and stop times. Only entries
-/// made afterwards get them. Fails without privilege or when conntrack is not loaded.
-pub fn enable_timestamps() -> io::Result<()> {
-    std::fs::write("/proc/sys/net/netfilter/nf_conntrack_timestamp", b"1\n")
 }
 
 /// The events of a datagram from the kernel; a malformed message is counted in `malformed` and
@@ -310,7 +303,7 @@ mod tests {
             return;
         }
         enable_accounting().unwrap();
-        enable_timestamps().unwrap();
+        std::fs::write("/proc/sys/net/netfilter/nf_conntrack_timestamp", b"1\n").unwrap();
         let mut listener = Listener::open(Groups {
             new: false,
             destroy: true,

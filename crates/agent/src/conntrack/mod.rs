@@ -27,7 +27,7 @@ mod listener;
 mod parse;
 
 #[cfg(target_os = "linux")]
-pub use listener::{Groups, Listener, RECV_BUFFER_LEN, enable_accounting, enable_timestamps};
+pub use listener::{Groups, Listener, RECV_BUFFER_LEN, enable_accounting};
 pub use parse::{CtError, parse};
 
 /// One conntrack event the agent uses.

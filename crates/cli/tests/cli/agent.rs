@@ -78,6 +78,16 @@ impl Site {
         out.status.success() && out.stdout == b"ok"
     }
 
+    /// Sets a sysctl of the namespace.
+    fn sysctl(&self, key: &str, value: &str) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns, "sysctl", "-qw"])
+            .arg(format!("{key}={value}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// Whether the agent's chains are in the namespace's IPv4 rules.
     fn chains_installed(&self) -> bool {
         let out = Command::new("ip")
@@ -333,6 +343,8 @@ async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // Where connections are counted, a monitoring agent reports their traffic too.
+    site.sysctl("net.netfilter.nf_conntrack_acct", "1");
     let (reached, event) = managed(&site, &["--mode", "monitor"]).await;
     assert!(reached, "a monitoring agent blocked");
     assert!(
@@ -345,9 +357,13 @@ async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
 
 /// Enrolls an agent (started with `args`) in a server on the host end whose policy blocks
 /// client-a to port 8080, makes that connection, and returns whether it got through and its
-/// event as the server stores it, after checking the process identity in it.
+/// event as the server stores it, after checking the process identity in it; then checks that
+/// an allowed connection of client-b is reported with its traffic once it ends.
 async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     let host = site.lab.host_ip.to_string();
+    // Closed connections end a second after their close instead of two minutes, so their
+    // counters come while the test waits.
+    site.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1");
     let server_dir = site.dir.path().join("server");
     std::fs::create_dir(&server_dir).unwrap();
     let node = Node::start(
@@ -422,6 +438,38 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     assert_eq!(found["rule"], "no-8080", "{found}");
     assert_eq!(found["policy_version"], 1, "{found}");
     assert!(found["pid"].as_u64().is_some(), "{found}");
+
+    assert!(
+        site.reaches(&site.client_b, &host, 80),
+        "client-b was blocked"
+    );
+    let until = after(Duration::from_secs(40));
+    let ended = loop {
+        let events = node.get(&format!("/api/v1/events?agent={agent_id}")).await;
+        let ended = events["events"].as_array().and_then(|all| {
+            all.iter()
+                .find(|e| {
+                    e["connection"]["dst_port"] == 80
+                        && e["connection"]["app_name"] == "client-b"
+                        && e["traffic"]["bytes_in"].as_u64() > Some(0)
+                })
+                .cloned()
+        });
+        if let Some(e) = ended {
+            break e;
+        }
+        assert!(
+            !passed(until),
+            "client-b's connection never ended with its traffic: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let traffic = &ended["traffic"];
+    // The request (a few hundred bytes with headers) went out, the answer came in.
+    assert!(traffic["bytes_out"].as_u64() > Some(100), "{ended}");
+    assert!(traffic["packets_out"].as_u64() >= Some(3), "{ended}");
+    assert!(traffic["packets_in"].as_u64() >= Some(2), "{ended}");
+    assert_eq!(ended["action"], "allow", "{ended}");
     assert!(agent.signal("-TERM").success());
     (reached, found)
 }

@@ -35,10 +35,12 @@ fn batch(number: u64) -> Vec<ConnectionEvent> {
             },
             pid: Some(4242),
             sni: None,
+            http_host: None,
             action: Action::Allow,
             verdict: Verdict::Allow,
             rule: None,
             policy_version: None,
+            update_of: None,
             traffic: Traffic::default(),
         })
         .collect()

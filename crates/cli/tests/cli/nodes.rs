@@ -158,10 +158,12 @@ async fn two_nodes_serve_one_install_through_the_database_and_the_bus() {
         },
         pid: None,
         sni: None,
+        http_host: None,
         action: Action::Allow,
         verdict: Verdict::Allow,
         rule: None,
         policy_version: None,
+        update_of: None,
         traffic: Traffic::default(),
     };
     // Acknowledged once RabbitMQ holds the batch; an ingest worker on either node stores it

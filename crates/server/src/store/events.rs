@@ -139,13 +139,13 @@ pub fn ip_key(ip: IpAddr) -> String {
 const COLUMNS: &str = "agent_id, seq, time_ms, received_ms, app_path, app_name, app_sha256, \
     cmdline, user_name, uid, parent_path, cgroup, unit, container_id, domain, src_ip, src_ip_key, \
     src_port, dst_ip, dst_ip_key, dst_port, protocol, direction, pid, sni, action, verdict, rule, \
-    policy_version, bytes_out, bytes_in, packets_out, packets_in, duration_ms";
+    policy_version, bytes_out, bytes_in, packets_out, packets_in, duration_ms, http_host";
 
 /// Records a batch; affects no row when the batch was stored before.
 const BATCH_SQL: &str = "INSERT INTO event_batches (agent_id, batch_seq, received_ms, events) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, batch_seq) DO NOTHING";
 
-/// Largest number of rows in one SQLite `INSERT` (34 parameters each, well under SQLite's limit).
+/// Largest number of rows in one SQLite `INSERT` (35 parameters each, well under SQLite's limit).
 const SQLITE_ROWS_PER_INSERT: usize = 400;
 
 /// A value to bind in a dynamically built query.
@@ -218,11 +218,13 @@ macro_rules! decode_row {
                 connection,
                 pid: int(23)?.map(u32_of).transpose()?,
                 sni: text(24)?,
+                http_host: text(34)?,
                 action: action_of(&row.try_get::<String, _>(25)?)?,
                 verdict: verdict_of(&row.try_get::<String, _>(26)?)?,
                 rule: text(27)?,
                 policy_version: int(28)?,
                 traffic,
+                update_of: None,
             },
         }
     }};
@@ -232,7 +234,9 @@ impl Store {
     /// Stores several batches in one transaction, all or nothing: one commit for many agents'
     /// batches is what makes ingestion fast. A batch stored before (same agent and batch number,
     /// also twice in `batches`) is recognised and nothing of it is written; an event stored before
-    /// (same agent, sequence number and time) is skipped.
+    /// (same agent, sequence number and time) is skipped. Update records
+    /// ([`ConnectionEvent::update_of`]) are not events of their own: after the events are in,
+    /// they complete the events they name.
     ///
     /// Every number must already fit an `i64` and every text be free of NUL bytes (the events
     /// service validates).
@@ -259,7 +263,13 @@ impl Store {
                     if let Some(f) = fresh.get_mut(i) {
                         *f = true;
                     }
-                    rows.extend(batch.events.iter().map(|event| (batch, event)));
+                    rows.extend(
+                        batch
+                            .events
+                            .iter()
+                            .filter(|e| e.update_of.is_none())
+                            .map(|event| (batch, event)),
+                    );
                 }
                 let sql = (
                     insert_sql(SQLITE_ROWS_PER_INSERT),
@@ -275,6 +285,21 @@ impl Store {
                     });
                     stored += inserted?.rows_affected();
                     next = following?;
+                }
+                for u in merged_updates(batches, &fresh) {
+                    sqlx::query(UPDATE_SQLITE)
+                        .bind(u.sni)
+                        .bind(u.http_host)
+                        .bind(u.traffic.map(|t| to_i64(t.bytes_out)))
+                        .bind(u.traffic.map(|t| to_i64(t.bytes_in)))
+                        .bind(u.traffic.map(|t| to_i64(t.packets_out)))
+                        .bind(u.traffic.map(|t| to_i64(t.packets_in)))
+                        .bind(u.traffic.map(|t| to_i64(t.duration_ms)))
+                        .bind(u.agent_id)
+                        .bind(u.seq)
+                        .bind(u.time_ms)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(BatchesStored {
@@ -307,7 +332,7 @@ impl Store {
                         *f = true;
                     }
                     data.reserve(batch.events.len() * 256);
-                    for event in &batch.events {
+                    for event in batch.events.iter().filter(|e| e.update_of.is_none()) {
                         copy_line(&mut data, &batch.agent_id, batch.received_ms, event);
                     }
                 }
@@ -333,6 +358,7 @@ impl Store {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                update_postgres(&mut tx, &merged_updates(batches, &fresh)).await?;
                 tx.commit().await?;
                 Ok(BatchesStored {
                     fresh,
@@ -629,8 +655,105 @@ fn bind_sqlite<'q>(
         add(arguments.add(to_i64(event.traffic.packets_out)))?;
         add(arguments.add(to_i64(event.traffic.packets_in)))?;
         add(arguments.add(to_i64(event.traffic.duration_ms)))?;
+        add(arguments.add(event.http_host.as_deref()))?;
     }
     Ok(arguments)
+}
+
+/// Completes one stored event with what its agent saw later (`$1` ...: server name, HTTP host,
+/// traffic; a null keeps what is stored).
+const UPDATE_SQLITE: &str = "UPDATE connection_events SET sni = COALESCE($1, sni), \
+     http_host = COALESCE($2, http_host), bytes_out = COALESCE($3, bytes_out), \
+     bytes_in = COALESCE($4, bytes_in), packets_out = COALESCE($5, packets_out), \
+     packets_in = COALESCE($6, packets_in), duration_ms = COALESCE($7, duration_ms) \
+     WHERE agent_id = $8 AND seq = $9 AND time_ms = $10";
+
+/// What the update records of fresh batches add to one stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EventUpdate<'a> {
+    agent_id: &'a str,
+    seq: i64,
+    time_ms: i64,
+    sni: Option<&'a str>,
+    http_host: Option<&'a str>,
+    traffic: Option<Traffic>,
+}
+
+/// The update records ([`ConnectionEvent::update_of`]) of the batches marked `fresh`, merged
+/// per event in the order the agent numbered them (a later server name or traffic replaces an
+/// earlier one), so that each event is updated once. An update whose event is not stored
+/// changes nothing.
+fn merged_updates<'a>(batches: &[&'a NewBatch], fresh: &[bool]) -> Vec<EventUpdate<'a>> {
+    let mut records: Vec<(&str, &ConnectionEvent)> = batches
+        .iter()
+        .zip(fresh)
+        .filter(|(_, fresh)| **fresh)
+        .flat_map(|(batch, _)| batch.events.iter().map(|e| (batch.agent_id.as_str(), e)))
+        .filter(|(_, e)| e.update_of.is_some())
+        .collect();
+    records.sort_by_key(|(agent, e)| (*agent, e.seq));
+    let mut merged: std::collections::BTreeMap<(&str, u64), EventUpdate<'a>> =
+        std::collections::BTreeMap::new();
+    for (agent_id, e) in records {
+        let Some(of) = e.update_of else { continue };
+        let update = merged.entry((agent_id, of)).or_insert(EventUpdate {
+            agent_id,
+            seq: to_i64(of),
+            time_ms: e.time_ms,
+            sni: None,
+            http_host: None,
+            traffic: None,
+        });
+        update.sni = e.sni.as_deref().or(update.sni);
+        update.http_host = e.http_host.as_deref().or(update.http_host);
+        if e.traffic != Traffic::default() {
+            update.traffic = Some(e.traffic);
+        }
+    }
+    merged.into_values().collect()
+}
+
+/// Applies `updates` in one statement.
+async fn update_postgres(
+    tx: &mut sqlx::PgConnection,
+    updates: &[EventUpdate<'_>],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let traffic = |f: fn(&Traffic) -> u64| -> Vec<Option<i64>> {
+        updates
+            .iter()
+            .map(|u| u.traffic.as_ref().map(|t| to_i64(f(t))))
+            .collect()
+    };
+    sqlx::query(
+        "UPDATE connection_events e SET sni = COALESCE(u.sni, e.sni), \
+         http_host = COALESCE(u.http_host, e.http_host), \
+         bytes_out = COALESCE(u.bytes_out, e.bytes_out), \
+         bytes_in = COALESCE(u.bytes_in, e.bytes_in), \
+         packets_out = COALESCE(u.packets_out, e.packets_out), \
+         packets_in = COALESCE(u.packets_in, e.packets_in), \
+         duration_ms = COALESCE(u.duration_ms, e.duration_ms) \
+         FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], \
+                     $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[]) \
+           AS u(agent_id, seq, time_ms, sni, http_host, bytes_out, bytes_in, packets_out, \
+                packets_in, duration_ms) \
+         WHERE e.agent_id = u.agent_id AND e.seq = u.seq AND e.time_ms = u.time_ms",
+    )
+    .bind(updates.iter().map(|u| u.agent_id).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.seq).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.time_ms).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.sni).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.http_host).collect::<Vec<_>>())
+    .bind(traffic(|t| t.bytes_out))
+    .bind(traffic(|t| t.bytes_in))
+    .bind(traffic(|t| t.packets_out))
+    .bind(traffic(|t| t.packets_in))
+    .bind(traffic(|t| t.duration_ms))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Copies `COPY` text rows into `table`; how many rows went in.
@@ -681,7 +804,7 @@ async fn copy_skipping_stored(
 fn copy_line(out: &mut Vec<u8>, agent_id: &str, received_ms: i64, event: &ConnectionEvent) {
     let c = &event.connection;
     let ints = |v: Option<i64>| v.map(|n| n.to_string());
-    let fields: [Option<String>; 34] = [
+    let fields: [Option<String>; 35] = [
         Some(agent_id.to_owned()),
         Some(to_i64(event.seq).to_string()),
         Some(event.time_ms.to_string()),
@@ -716,6 +839,7 @@ fn copy_line(out: &mut Vec<u8>, agent_id: &str, received_ms: i64, event: &Connec
         Some(to_i64(event.traffic.packets_out).to_string()),
         Some(to_i64(event.traffic.packets_in).to_string()),
         Some(to_i64(event.traffic.duration_ms).to_string()),
+        event.http_host.clone(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {

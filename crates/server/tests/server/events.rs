@@ -17,6 +17,7 @@ on_both_backends!(
     bad_filters_name_the_parameter,
     pagination_walks_every_event_once,
     resent_batch_is_stored_once,
+    updates_complete_their_event,
     agents_opening_a_new_day_at_once_are_all_stored,
     batch_with_one_bad_event_stores_nothing,
     exports_parse_back,
@@ -351,6 +352,63 @@ async fn resent_batch_is_stored_once(s: &TestServer) {
         s.metric("palisade_events_total{outcome=\"duplicate\"}")
             .await,
         "9"
+    );
+}
+
+async fn updates_complete_their_event(s: &TestServer) {
+    let store = &s.server.as_ref().unwrap().store;
+    let t = now();
+    let opened = |seq| event(seq, t, json!({"connection": {"dst_port": 443}}));
+    let update = |seq, of, fields: Value| {
+        let mut e = event(seq, t, fields);
+        e.update_of = Some(of);
+        e
+    };
+    assert_eq!(ingest(s, "u1", 1, &[opened(1), opened(2)]).await, 2);
+    // A name and the end of event 1 in a later batch; event 3 with its own name and end in the
+    // same batch; an update of a number that is no stored event (3 is an update) changes nothing.
+    let traffic = json!({"bytes_out": 517, "bytes_in": 4_096, "packets_out": 6, "packets_in": 5, "duration_ms": 0});
+    let batch = [
+        update(3, 1, json!({"sni": "example.com"})),
+        opened(4),
+        update(5, 4, json!({"http_host": "example.org:8080"})),
+        update(6, 1, json!({"traffic": traffic})),
+        update(7, 4, json!({"sni": "example.net"})),
+        update(
+            8,
+            4,
+            json!({"traffic": {"bytes_out": 1, "bytes_in": 2, "packets_out": 3, "packets_in": 4, "duration_ms": 0}}),
+        ),
+        update(9, 3, json!({"sni": "nowhere.example"})),
+    ];
+    // Only event 4 is new: the updates are not events of their own.
+    assert_eq!(ingest(s, "u1", 2, &batch).await, 1);
+    let (status, text) = query(s, ADMIN_TOKEN, &[("agent", "u1")]).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let events = body["events"].as_array().unwrap();
+    let by_seq = |seq: u64| {
+        events
+            .iter()
+            .find(|e| e["seq"] == seq)
+            .unwrap_or_else(|| panic!("no event {seq} in {text}"))
+    };
+    assert_eq!(events.len(), 3, "{text}");
+    assert_eq!(by_seq(1)["sni"], "example.com");
+    assert_eq!(by_seq(1)["traffic"]["bytes_in"], 4_096);
+    assert_eq!(by_seq(1)["traffic"]["packets_out"], 6);
+    assert_eq!(by_seq(2)["traffic"]["bytes_in"], 0);
+    assert!(by_seq(2).get("sni").is_none(), "{text}");
+    assert_eq!(by_seq(4)["http_host"], "example.org:8080");
+    assert_eq!(by_seq(4)["sni"], "example.net");
+    assert_eq!(by_seq(4)["traffic"]["packets_in"], 4);
+
+    // An update must name an earlier event.
+    let forward = update(10, 11, json!({}));
+    let refused = events::ingest(store, "u1", 3, &[forward], t).await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(why)) if why.contains("update_of")),
+        "{refused:?}"
     );
 }
 

@@ -121,10 +121,12 @@ fn event(seq: u64) -> ConnectionEvent {
         },
         pid: None,
         sni: None,
+        http_host: None,
         action: Action::Allow,
         verdict: Verdict::Allow,
         rule: None,
         policy_version: None,
+        update_of: None,
         traffic: Traffic::default(),
     }
 }

@@ -439,8 +439,10 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     assert_eq!(found["policy_version"], 1, "{found}");
     assert!(found["pid"].as_u64().is_some(), "{found}");
 
+    // Port 8080 answers after a pause, so client-b is still running when a monitoring agent
+    // sees its connection.
     assert!(
-        site.reaches(&site.client_b, &host, 80),
+        site.reaches(&site.client_b, &host, 8080),
         "client-b was blocked"
     );
     let until = after(Duration::from_secs(40));
@@ -449,7 +451,7 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
         let ended = events["events"].as_array().and_then(|all| {
             all.iter()
                 .find(|e| {
-                    e["connection"]["dst_port"] == 80
+                    e["connection"]["dst_port"] == 8080
                         && e["connection"]["app_name"] == "client-b"
                         && e["traffic"]["bytes_in"].as_u64() > Some(0)
                 })

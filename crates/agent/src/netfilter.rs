@@ -152,6 +152,12 @@ impl Chains {
             "-A {chain} -m connmark --mark {} -j DROP\n",
             m(Enforcement::Drop)
         );
+        // The reset or ICMP error a REJECT sends belongs to the refused connection (conntrack
+        // state RELATED); it must reach the application, not be refused in turn.
+        *s += &format!(
+            "-A {chain} -m connmark --mark {} -m conntrack --ctstate RELATED -j RETURN\n",
+            m(Enforcement::Reject)
+        );
         *s += &format!(
             "-A {chain} -p tcp -m connmark --mark {} -j REJECT --reject-with tcp-reset\n",
             m(Enforcement::Reject)

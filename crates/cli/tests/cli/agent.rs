@@ -438,6 +438,15 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     assert_eq!(found["rule"], "no-8080", "{found}");
     assert_eq!(found["policy_version"], 1, "{found}");
     assert!(found["pid"].as_u64().is_some(), "{found}");
+    // One connection, one event: a refused client gives up at once instead of trying again.
+    let events = node.get(&format!("/api/v1/events?agent={agent_id}")).await;
+    let attempts = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["connection"]["dst_port"] == 8080)
+        .count();
+    assert_eq!(attempts, 1, "{events}");
 
     // Port 8080 answers after a pause, so client-b is still running when a monitoring agent
     // sees its connection.

@@ -41,7 +41,7 @@ pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Se
 /// as dropped rather than slowing connections down.
 const EVENT_BUFFER: usize = 65_536;
 /// Recorded connections remembered until they end (see [`crate::open_flows`]).
-const OPEN_FLOWS: usize = 65_536;
+const OPEN_FLOWS: usize = 16_384;
 /// How often the recorder takes the decided events and writes them to the spool. Deciders
 /// never wake it: waking a thread per connection cost more than the rest of the bookkeeping.
 const RECORD_EVERY: Duration = Duration::from_millis(20);

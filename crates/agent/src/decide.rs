@@ -1,6 +1,7 @@
 //! Deciding one held connection: who is behind it, where it goes, what the policy says, and
 //! the event that records it.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -77,12 +78,23 @@ impl Shared {
     }
 }
 
+/// How long the retries of a blocked connection are blocked without another event. The kernel
+/// forgets a connection whose first packet was dropped, so a client's retries (TCP sends its
+/// SYN again after 1, 2, 4 ... s) come as new connections with the same addresses and ports.
+const RETRIES_MS: i64 = 120_000;
+/// Blocked connections remembered for their retries, per decider; forgotten all at once when
+/// full.
+const RECENT_BLOCKS: usize = 1_024;
+
 /// Decides connections for one interceptor thread.
 pub struct Decider {
     shared: Arc<Shared>,
     lookup: Box<dyn ProcessLookup>,
     block: Enforcement,
     own_pid: u32,
+    /// Blocked flows and when, under `blocked_by`.
+    recent_blocks: HashMap<FlowKey, i64>,
+    blocked_by: Option<Arc<ActivePolicy>>,
 }
 
 impl Decider {
@@ -99,28 +111,48 @@ impl Decider {
             lookup,
             block,
             own_pid,
+            recent_blocks: HashMap::new(),
+            blocked_by: None,
         }
     }
 
     /// Decides `flow` at `now`: what the kernel does, and the event to record (none for the
-    /// agent's own connections).
+    /// agent's own connections, and none for a retry of a connection blocked within
+    /// [`RETRIES_MS`] by the same policy).
     pub fn decide(
         &mut self,
         flow: &FlowKey,
         now: Timestamp,
     ) -> (Enforcement, Option<ConnectionEvent>) {
+        let now_ms = now.as_millisecond();
+        let policy = self.shared.policy();
+        let same_policy = match (&policy, &self.blocked_by) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_policy {
+            self.recent_blocks.clear();
+            self.blocked_by.clone_from(&policy);
+        }
+        if self
+            .recent_blocks
+            .get(flow)
+            .is_some_and(|&at| now_ms.saturating_sub(at) < RETRIES_MS)
+        {
+            return (self.block, None);
+        }
         let process = self.lookup.lookup(flow);
         if process.as_ref().is_some_and(|p| p.pid == self.own_pid) {
             return (Enforcement::Allow, None);
         }
-        let now_ms = now.as_millisecond();
         let mut conn = flow.addresses();
         if let Some(p) = &process {
             p.fill(&mut conn);
         }
         conn.domain = self.name_of(flow.remote.ip(), now_ms);
         let conn = conn.normalize();
-        let (action, verdict, rule, version) = match self.shared.policy() {
+        let (action, verdict, rule, version) = match policy {
             Some(active) => {
                 let decision = active.compiled.decide(&conn, now);
                 let rule = decision.rule.and_then(|i| active.rule_ids.get(i)).cloned();
@@ -130,7 +162,13 @@ impl Decider {
         };
         let enforcement = match verdict {
             Verdict::Allow => Enforcement::Allow,
-            Verdict::Block => self.block,
+            Verdict::Block => {
+                if self.recent_blocks.len() >= RECENT_BLOCKS {
+                    self.recent_blocks.clear();
+                }
+                self.recent_blocks.insert(*flow, now_ms);
+                self.block
+            }
         };
         let event = ConnectionEvent {
             seq: 0,
@@ -157,12 +195,69 @@ impl Decider {
 
 #[cfg(test)]
 mod tests {
+    use crate::process::Process;
+
     use super::*;
 
     fn policy(yaml: &str) -> Policy {
         palisade_policy::load("p.yaml", yaml, &|_| Err("no files".to_owned()))
             .unwrap()
             .policy
+    }
+
+    /// Every connection belongs to one process.
+    struct Curl;
+
+    impl ProcessLookup for Curl {
+        fn lookup(&mut self, _: &FlowKey) -> Option<Arc<Process>> {
+            Some(Arc::new(Process {
+                pid: 42,
+                exe: Some("/usr/bin/curl".into()),
+                ..Process::default()
+            }))
+        }
+    }
+
+    fn flow(port: u16) -> FlowKey {
+        FlowKey {
+            protocol: palisade_proto::Protocol::Tcp,
+            local: "10.0.0.2:40000".parse().unwrap(),
+            remote: format!("192.0.2.1:{port}").parse().unwrap(),
+            direction: Direction::Outbound,
+        }
+    }
+
+    #[test]
+    fn retries_of_a_blocked_connection_are_blocked_without_more_events() {
+        let shared = Arc::new(Shared::new(16));
+        let head = "version: 1\nname: p\ndefault_action: allow\n";
+        let block_8080 = policy(&format!(
+            "{head}rules:\n  - id: no-8080\n    action: block\n    match:\n      dst_port: 8080\n"
+        ));
+        shared.set_policy(ActivePolicy::new(&block_8080, None));
+        let mut decider = Decider::new(shared.clone(), Box::new(Curl), Enforcement::Drop, 1);
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+
+        let (first, event) = decider.decide(&flow(8080), t(0));
+        assert_eq!(first, Enforcement::Drop);
+        assert_eq!(event.unwrap().rule.as_deref(), Some("no-8080"));
+        // SYN sent again after 1 s and 3 s: blocked, not recorded again.
+        for retry in [1, 3] {
+            assert_eq!(
+                decider.decide(&flow(8080), t(retry)),
+                (Enforcement::Drop, None)
+            );
+        }
+        // Allowed connections are recorded every time.
+        assert!(decider.decide(&flow(443), t(4)).1.is_some());
+        assert!(decider.decide(&flow(443), t(5)).1.is_some());
+        // Long after, the same addresses are a new connection.
+        assert!(decider.decide(&flow(8080), t(200)).1.is_some());
+        // A new policy decides again at once.
+        shared.set_policy(ActivePolicy::new(&policy(head), None));
+        let (allowed, event) = decider.decide(&flow(8080), t(201));
+        assert_eq!(allowed, Enforcement::Allow);
+        assert!(event.is_some());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! - enforcing: the kernel's queues served by one thread each, DNS answers fed to the name
 //!   cache, the chains installed for the policy and taken down on exit;
 //! - observing: no change to the kernel at all; new connections are seen in conntrack events
-//!   after the fact, decided the same way and recorded, never blocked.
+//!   after the fact, decided the same way and recorded, never blocked; DNS answers are read by
+//!   a filtered packet socket ([`crate::dns_capture`]).
 //!
 //! Threads: one per connection queue (each with its own process lookup, so they never wait for
 //! each other), one for the DNS queue and one for conntrack's ended connections, or one
@@ -23,10 +24,11 @@ use palisade_proto::{ConnectionEvent, Traffic, Verdict};
 
 use crate::conntrack::{self, CtEvent, Groups, Listener, RECV_BUFFER_LEN};
 use crate::decide::{ActivePolicy, Decider, Shared};
+use crate::dns_capture::DnsCapture;
 use crate::flow::FlowKey;
 use crate::intercept::{Enforcement, Held, Interceptor};
 use crate::netfilter::{Chains, MARK_MASK};
-use crate::nfqueue::{NfQueue, QueueKind};
+use crate::nfqueue::{NfQueue, QueueKind, dns_answer};
 use crate::open_flows::{Learned, OpenFlows, Opened};
 use crate::process::ProcessLookup;
 use crate::spool::Spool;
@@ -40,6 +42,8 @@ pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Se
 /// Events that may wait between the deciders and the recorder; beyond this they are counted
 /// as dropped rather than slowing connections down.
 const EVENT_BUFFER: usize = 65_536;
+/// Longest DNS packet read whole in monitor mode (a UDP answer, or a TCP segment).
+const DNS_PACKET_LEN: usize = 65_535;
 /// Recorded connections remembered until they end (see [`crate::open_flows`]).
 const OPEN_FLOWS: usize = 16_384;
 /// How often the recorder takes the decided events and writes them to the spool. Deciders
@@ -228,6 +232,27 @@ impl Agent {
             Enforcement::Allow,
             std::process::id(),
         );
+        let mut capture = DnsCapture::open()?;
+        let (shared, dns_clock, dns_counters) =
+            (self.shared.clone(), clock.clone(), self.counters.clone());
+        std::thread::Builder::new()
+            .name("dns".into())
+            .spawn(move || {
+                let mut buf = vec![0; DNS_PACKET_LEN];
+                loop {
+                    match capture.recv(&mut buf) {
+                        Ok(packet) => match dns_answer(packet) {
+                            Held::DnsAnswer(message) => {
+                                learn_names(&shared, message, dns_clock(), &dns_counters);
+                            }
+                            _ => {
+                                dns_counters.dns_unreadable.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        Err(e) => tracing::warn!(error = %e, "reading DNS answers failed"),
+                    }
+                }
+            })?;
         let counters = self.counters.clone();
         std::thread::Builder::new()
             .name("conntrack".into())

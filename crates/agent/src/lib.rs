@@ -7,6 +7,7 @@
 //!   counters) over netlink.
 //! - [`daemon`] (Linux): the running agent: queue threads, the recorder, the chains.
 //! - [`decide`]: one connection to an enforcement and an event.
+//! - [`dns_capture`] (Linux): DNS answers read by a filtered packet socket, for monitor mode.
 //! - [`files`]: files only root may read.
 //! - [`flow`]: the key that names a connection, free of any operating system's types.
 //! - [`identity`]: the Linux process lookup: the socket by netlink `sock_diag`, its owner from a
@@ -30,6 +31,8 @@ pub mod conntrack;
 #[cfg(target_os = "linux")]
 pub mod daemon;
 pub mod decide;
+#[cfg(target_os = "linux")]
+pub mod dns_capture;
 pub mod files;
 pub mod flow;
 pub mod identity;

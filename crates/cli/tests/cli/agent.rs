@@ -358,12 +358,10 @@ async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
 /// Enrolls an agent (started with `args`) in a server on the host end whose policy blocks
 /// client-a to port 8080, makes that connection, and returns whether it got through and its
 /// event as the server stores it, after checking the process identity in it; then checks that
-/// an allowed connection of client-b is reported with its traffic once it ends.
+/// an allowed connection of client-b to a name is reported with the name and, once it ends,
+/// its traffic.
 async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     let host = site.lab.host_ip.to_string();
-    // Closed connections end a second after their close instead of two minutes, so their
-    // counters come while the test waits.
-    site.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1");
     let server_dir = site.dir.path().join("server");
     std::fs::create_dir(&server_dir).unwrap();
     let node = Node::start(
@@ -451,10 +449,19 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     // Port 8080 answers after a pause, so client-b is still running when a monitoring agent
     // sees its connection.
     assert!(
-        site.reaches(&site.client_b, &host, 8080),
+        site.reaches(&site.client_b, "web.example", 8080),
         "client-b was blocked"
     );
-    let until = after(Duration::from_secs(40));
+    // The kernel would forget the closed connection two minutes later (TIME_WAIT), and report
+    // that only when its garbage collector passes; deleting the entry ends it now, counters
+    // final.
+    let deleted = Command::new("ip")
+        .args(["netns", "exec", &site.lab.ns, "conntrack", "-D"])
+        .args(["-p", "tcp", "--orig-port-dst", "8080"])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{deleted:?}");
+    let until = after(Duration::from_secs(20));
     let ended = loop {
         let events = node.get(&format!("/api/v1/events?agent={agent_id}")).await;
         let ended = events["events"].as_array().and_then(|all| {
@@ -481,6 +488,8 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     assert!(traffic["packets_out"].as_u64() >= Some(3), "{ended}");
     assert!(traffic["packets_in"].as_u64() >= Some(2), "{ended}");
     assert_eq!(ended["action"], "allow", "{ended}");
+    // The name came from the DNS answer (a queue enforcing, a capture monitoring).
+    assert_eq!(ended["connection"]["domain"], "web.example", "{ended}");
     assert!(agent.signal("-TERM").success());
     (reached, found)
 }

@@ -225,7 +225,7 @@ impl Agent {
         events: Arc<Recorder>,
         clock: Clock,
     ) -> io::Result<()> {
-        let mut listener = Listener::open(Groups::ALL)?;
+        let listener = Listener::open(Groups::ALL)?;
         let mut decider = Decider::new(
             self.shared.clone(),
             lookups()?,
@@ -253,39 +253,16 @@ impl Agent {
                     }
                 }
             })?;
-        let counters = self.counters.clone();
-        std::thread::Builder::new()
-            .name("conntrack".into())
-            .spawn(move || {
-                let mut local = LocalAddresses::default();
-                let mut buf = vec![0; RECV_BUFFER_LEN];
-                loop {
-                    let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
-                        continue;
-                    };
-                    let now = clock();
-                    local.refresh(now);
-                    for event in seen {
-                        if let Some((flow, traffic)) = ended(&event, &local, None) {
-                            events.learned(flow, Learned::Ended(traffic));
-                            continue;
-                        }
-                        let CtEvent::New { orig, .. } = event else {
-                            continue;
-                        };
-                        let Some(flow) = orig.flow_key(&|ip| local.contains(ip)) else {
-                            continue;
-                        };
-                        let (_, event) = decider.decide(&flow, now);
-                        let event = event.map(|mut e| {
-                            e.verdict = Verdict::Allow;
-                            e
-                        });
-                        count(&counters, flow, Enforcement::Allow, event, &events);
-                    }
-                }
-            })?;
-        Ok(())
+        let (counters, recorder) = (self.counters.clone(), events.clone());
+        let decide_new = move |flow: FlowKey, now: Timestamp| {
+            let (_, event) = decider.decide(&flow, now);
+            let event = event.map(|mut e| {
+                e.verdict = Verdict::Allow;
+                e
+            });
+            count(&counters, flow, Enforcement::Allow, event, &recorder);
+        };
+        follow_conntrack(listener, &self.counters, events, clock, None, decide_new)
     }
 
     /// Follows the connections that end, to record their counters: only those the agent let
@@ -294,30 +271,19 @@ impl Agent {
         if let Err(e) = conntrack::enable_accounting() {
             tracing::warn!(error = %e, "conntrack accounting could not be turned on; connections will end without counters");
         }
-        let mut listener = Listener::open(Groups {
+        let listener = Listener::open(Groups {
             new: false,
             destroy: true,
         })?;
-        let counters = self.counters.clone();
         let allowed = crate::netfilter::mark(Enforcement::Allow);
-        std::thread::Builder::new()
-            .name("conntrack".into())
-            .spawn(move || {
-                let mut local = LocalAddresses::default();
-                let mut buf = vec![0; RECV_BUFFER_LEN];
-                loop {
-                    let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
-                        continue;
-                    };
-                    local.refresh(clock());
-                    for event in seen {
-                        if let Some((flow, traffic)) = ended(&event, &local, Some(allowed)) {
-                            events.learned(flow, Learned::Ended(traffic));
-                        }
-                    }
-                }
-            })?;
-        Ok(())
+        follow_conntrack(
+            listener,
+            &self.counters,
+            events,
+            clock,
+            Some(allowed),
+            |_, _| {},
+        )
     }
 
     /// Puts `policy` in force; enforcing, changes the chains when it needs others (inbound
@@ -401,6 +367,43 @@ fn count(
             counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Reads conntrack events on a thread of their own: every new connection goes to `new`, every
+/// ended one (with `mark`, only one whose connection mark carries it) to the recorder with its
+/// counters.
+fn follow_conntrack(
+    mut listener: Listener,
+    counters: &Arc<Counters>,
+    events: Arc<Recorder>,
+    clock: Clock,
+    mark: Option<u32>,
+    mut new: impl FnMut(FlowKey, Timestamp) + Send + 'static,
+) -> io::Result<()> {
+    let counters = counters.clone();
+    std::thread::Builder::new()
+        .name("conntrack".into())
+        .spawn(move || {
+            let mut local = LocalAddresses::default();
+            let mut buf = vec![0; RECV_BUFFER_LEN];
+            loop {
+                let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
+                    continue;
+                };
+                let now = clock();
+                local.refresh(now);
+                for event in seen {
+                    if let Some((flow, traffic)) = ended(&event, &local, mark) {
+                        events.learned(flow, Learned::Ended(traffic));
+                    } else if let CtEvent::New { orig, .. } = event {
+                        if let Some(flow) = orig.flow_key(&|ip| local.contains(ip)) {
+                            new(flow, now);
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Receives one datagram of conntrack events; `None` (logged) when reading failed. The kernel's

@@ -50,7 +50,7 @@ pub struct StoredEvent {
     /// When the server received the batch, RFC 3339 UTC.
     pub received_at: String,
     /// The event as reported (its connection normalised): `seq`, `time_ms`, `connection`,
-    /// `pid`, `sni`, `action`, `verdict`, `rule`, `policy_version`, `traffic`.
+    /// `pid`, `sni`, `http_host`, `action`, `verdict`, `rule`, `policy_version`, `traffic`.
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub event: ConnectionEvent,

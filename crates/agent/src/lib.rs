@@ -17,11 +17,15 @@
 //! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
 //!   HTTP hosts, so domain rules apply to connections made to addresses.
 //! - [`netfilter`] (Linux): the agent's own firewall chains, installed and removed.
+//! - [`nflog`]: copies of the first data packets of allowed outbound connections, which the
+//!   kernel sends over netlink (NFLOG) without holding them.
 //! - [`nfqueue`] (Linux): serving one NFQUEUE queue.
 //! - [`open_flows`]: the recorded connections that have not ended, so that what is learned
 //!   later (counters, server names) updates their events.
+//! - [`packet`]: the outermost IP and transport headers of a raw packet.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
+//! - [`server_name`]: the TLS server name or HTTP host in a copied first data packet.
 //! - [`spool`]: the durable local queue of connection events between enforcement and the
 //!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
@@ -42,9 +46,12 @@ pub mod managed;
 pub mod names;
 #[cfg(target_os = "linux")]
 pub mod netfilter;
+pub mod nflog;
 #[cfg(target_os = "linux")]
 pub mod nfqueue;
 pub mod open_flows;
+pub mod packet;
 pub mod process;
+pub mod server_name;
 pub mod spool;
 pub mod uplink;

@@ -12,6 +12,18 @@
 //! 3. every later packet matches its connection mark in the kernel: allowed connections go on
 //!    through the rest of the host's rules, blocked ones are dropped or rejected.
 //!
+//! The first data packets of allowed outbound TCP connections are also copied to an NFLOG group
+//! ([`NAMES_GROUP`], read by [`crate::nflog`]) so the agent learns the TLS server name or HTTP
+//! host each one asks for. NFLOG does not hold the packet: the kernel copies its first
+//! [`COPY_LEN`] bytes and lets it go on, whether or not anyone reads the group. Which packets:
+//! conntrack counts each packet of the original direction before the filter table sees it, so
+//! at `OUTPUT` the SYN is packet 1, the client's handshake ACK packet 2 and the first data packet
+//! 3; packets 3 and 4 are copied (the second one may be a bare ACK, or the rest of a request
+//! split in two). Counting needs conntrack accounting, which the `connbytes` match switches on;
+//! connections tracked before it was on are not counted and not copied. Only the original
+//! direction is copied (`--ctdir ORIGINAL`), so the answers of a server on this host to a local
+//! client are not.
+//!
 //! Without a listener on a queue the kernel lets new connections through when the policy fails
 //! open (`--queue-bypass`) and drops them when it fails closed. DNS responses (source port 53,
 //! answering a query this host sent: conntrack state `ESTABLISHED`, so a forged "answer" nobody
@@ -24,6 +36,7 @@ use std::process::{Command, Stdio};
 use palisade_policy::model::Fail;
 
 use crate::intercept::Enforcement;
+use crate::nflog::COPY_LEN;
 
 /// The bits of the packet and connection marks the agent uses; other software may use the rest.
 pub const MARK_MASK: u32 = 0x0c00_0000;
@@ -36,6 +49,14 @@ pub fn mark(enforcement: Enforcement) -> u32 {
         Enforcement::Reject => 0x0c00_0000,
     }
 }
+
+/// The NFLOG group that receives copies of the first data packets of allowed outbound TCP
+/// connections (see the module documentation).
+pub const NAMES_GROUP: u16 = 0x5041;
+
+/// Which packets of a connection's original direction are copied to [`NAMES_GROUP`], as
+/// conntrack counts them (the SYN is 1).
+const NAMED_PACKETS: &str = "3:4";
 
 const OUT: &str = "PALISADE-OUT";
 const IN: &str = "PALISADE-IN";
@@ -87,7 +108,7 @@ impl Chains {
         let mut s = String::from("*filter\n");
         s += &format!(":{OUT} - [0:0]\n:{IN} - [0:0]\n");
         let queue = self.queue_target();
-        self.verdict_rules(&mut s, OUT, family);
+        self.verdict_rules(&mut s, OUT, family, true);
         s += &format!("-A {OUT} -m conntrack --ctstate NEW -j {queue}\n");
         for protocol in ["udp", "tcp"] {
             s += &format!(
@@ -96,7 +117,7 @@ impl Chains {
             );
         }
         if self.inbound {
-            self.verdict_rules(&mut s, IN, family);
+            self.verdict_rules(&mut s, IN, family, false);
             s += &format!("-A {IN} -m conntrack --ctstate NEW -j {queue}\n");
         }
         if jumps {
@@ -139,11 +160,19 @@ impl Chains {
         }
     }
 
-    fn verdict_rules(&self, s: &mut String, chain: &str, family: Family) {
+    /// The rules that apply a decided connection's verdict, and before an allowed one's
+    /// `RETURN`, when `names`, the copy of its first data packets to [`NAMES_GROUP`].
+    fn verdict_rules(&self, s: &mut String, chain: &str, family: Family, names: bool) {
         let m = |e| format!("{:#x}/{MARK_MASK:#x}", mark(e));
         *s += &format!(
             "-A {chain} -m mark ! --mark 0x0/{MARK_MASK:#x} -j CONNMARK --save-mark --nfmask {MARK_MASK:#x} --ctmask {MARK_MASK:#x}\n"
         );
+        if names {
+            *s += &format!(
+                "-A {chain} -p tcp -m connmark --mark {} -m conntrack --ctdir ORIGINAL -m connbytes --connbytes {NAMED_PACKETS} --connbytes-dir original --connbytes-mode packets -j NFLOG --nflog-group {NAMES_GROUP} --nflog-size {COPY_LEN}\n",
+                m(Enforcement::Allow)
+            );
+        }
         *s += &format!(
             "-A {chain} -m connmark --mark {} -j RETURN\n",
             m(Enforcement::Allow)
@@ -274,6 +303,41 @@ mod tests {
                 rule.contains("--ctstate ESTABLISHED -j NFQUEUE --queue-num 9"),
                 "{rule}"
             );
+        }
+    }
+
+    #[test]
+    fn first_data_packets_of_allowed_outbound_tcp_are_copied_before_they_return() {
+        for family in [Family::V4, Family::V6] {
+            let script = chains(Fail::Open, 1, true).script(family, true);
+            let lines: Vec<&str> = script.lines().collect();
+            let copies: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].contains("-j NFLOG"))
+                .collect();
+            assert_eq!(copies.len(), 1, "{script}");
+            let copy = lines[copies[0]];
+            assert!(copy.starts_with("-A PALISADE-OUT -p tcp "), "{copy}");
+            for part in [
+                "-m connmark --mark 0x4000000/0xc000000 ",
+                "--ctdir ORIGINAL ",
+                "--connbytes 3:4 --connbytes-dir original --connbytes-mode packets ",
+                "--nflog-group 20545 --nflog-size 4096",
+            ] {
+                assert!(copy.contains(part), "{part} missing from {copy}");
+            }
+            let allowed_return = lines
+                .iter()
+                .position(|l| {
+                    l.starts_with(
+                        "-A PALISADE-OUT -m connmark --mark 0x4000000/0xc000000 -j RETURN",
+                    )
+                })
+                .unwrap();
+            let saved = lines
+                .iter()
+                .position(|l| l.starts_with("-A PALISADE-OUT -m mark ! --mark"))
+                .unwrap();
+            assert!(saved < copies[0] && copies[0] < allowed_return, "{script}");
         }
     }
 

@@ -1,18 +1,17 @@
 //! Serving one NFQUEUE queue on Linux: each held packet is read as a [`Held`] and answered with
 //! the verdict in its mark (see [`crate::netfilter`]).
 //!
-//! The packet's own IP and transport headers are read here, by [`held_packet`], and only the
+//! The packet's own IP and transport headers are read by [`crate::packet`], and only the
 //! outermost ones: what the kernel routes is what the policy decides (a tunnel inside must not
 //! decide for the packet that carries it).
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use palisade_proto::{Direction, Protocol};
+use std::io;
 
 use crate::flow::FlowKey;
 use crate::intercept::{Enforcement, Held, Interceptor};
 use crate::netfilter::mark;
+use crate::packet::headers;
 
 /// Netfilter's hook number for packets this host receives.
 const HOOK_LOCAL_IN: u8 = 1;
@@ -114,84 +113,10 @@ pub fn dns_answer(packet: &[u8]) -> Held<'_> {
     }
 }
 
-/// The outermost IP and transport headers of a packet.
-struct Headers<'a> {
-    protocol: Option<Protocol>,
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &'a [u8],
-}
-
-fn headers(packet: &[u8]) -> Option<Headers<'_>> {
-    let version = packet.first()? >> 4;
-    let (src, dst, proto, rest): (IpAddr, IpAddr, u8, &[u8]) = match version {
-        4 => {
-            let ihl = usize::from(packet.first()? & 0x0f) * 4;
-            let fragment_offset = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]) & 0x1fff;
-            if ihl < 20 || fragment_offset != 0 {
-                return None;
-            }
-            let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-            let end = total.min(packet.len());
-            (
-                IpAddr::V4(Ipv4Addr::from(
-                    <[u8; 4]>::try_from(packet.get(12..16)?).ok()?,
-                )),
-                IpAddr::V4(Ipv4Addr::from(
-                    <[u8; 4]>::try_from(packet.get(16..20)?).ok()?,
-                )),
-                *packet.get(9)?,
-                packet.get(ihl..end)?,
-            )
-        }
-        6 => {
-            let payload_len = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
-            let end = (40 + payload_len).min(packet.len());
-            (
-                IpAddr::V6(Ipv6Addr::from(
-                    <[u8; 16]>::try_from(packet.get(8..24)?).ok()?,
-                )),
-                IpAddr::V6(Ipv6Addr::from(
-                    <[u8; 16]>::try_from(packet.get(24..40)?).ok()?,
-                )),
-                *packet.get(6)?,
-                packet.get(40..end)?,
-            )
-        }
-        _ => return None,
-    };
-    let port = |at: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*rest.get(at)?, *rest.get(at + 1)?]))
-    };
-    let (protocol, sport, dport, payload) = match proto {
-        6 => {
-            let offset = usize::from(rest.get(12)? >> 4) * 4;
-            (
-                Some(Protocol::Tcp),
-                port(0)?,
-                port(2)?,
-                rest.get(offset..).unwrap_or_default(),
-            )
-        }
-        17 => (
-            Some(Protocol::Udp),
-            port(0)?,
-            port(2)?,
-            rest.get(8..).unwrap_or_default(),
-        ),
-        1 | 58 => (Some(Protocol::Icmp), 0, 0, rest),
-        _ => (None, 0, 0, rest),
-    };
-    Some(Headers {
-        protocol,
-        src: SocketAddr::new(src.to_canonical(), sport),
-        dst: SocketAddr::new(dst.to_canonical(), dport),
-        payload,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
 
     fn ipv4_tcp_syn() -> Vec<u8> {

@@ -1,0 +1,168 @@
+//! The netlink socket bound to an NFLOG group, receiving the copies the kernel makes.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use super::COPY_LEN;
+use super::parse::{
+    Message, Messages, NFGENMSG_LEN, NFNL_SUBSYS_ULOG, NLA_HDRLEN, NLMSG_HDRLEN, packets,
+};
+
+/// A receive buffer that holds any single datagram the kernel sends to the group.
+pub const RECV_BUFFER_LEN: usize = 64 * 1024;
+
+/// The socket receive buffer asked for, in bytes; the kernel caps it at `net.core.rmem_max`.
+const SOCKET_BUFFER_BYTES: i32 = 4 * 1024 * 1024;
+
+/// A netlink socket bound to one NFLOG group in the current network namespace.
+///
+/// Opening it needs `CAP_NET_ADMIN`, and fails when another socket holds the group. The kernel
+/// sends each copy at once (queue threshold 1). [`Listener::recv`] blocks unless the socket is
+/// made non-blocking; its file descriptor ([`AsFd`]) can be registered with an event loop.
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    /// Packets received while waiting for the kernel's answer to the configuration.
+    early: Vec<Vec<u8>>,
+    overflows: u64,
+    malformed: u64,
+}
+
+impl Listener {
+    /// Opens the socket, binds it to `group` with copies of up to [`COPY_LEN`] bytes of each
+    /// packet, and enlarges its receive buffer.
+    pub fn open(group: u16) -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind(&SocketAddr::new(0, 0))?;
+        socket.set_rx_buf_sz(SOCKET_BUFFER_BYTES)?;
+        let mut listener = Listener {
+            socket,
+            early: Vec::new(),
+            overflows: 0,
+            malformed: 0,
+        };
+        let mut mode = u32::from(COPY_LEN).to_be_bytes().to_vec();
+        mode.extend([NFULNL_COPY_PACKET, 0]);
+        let config = [
+            attr(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]),
+            attr(NFULA_CFG_MODE, &mode),
+            attr(NFULA_CFG_QTHRESH, &1u32.to_be_bytes()),
+        ]
+        .concat();
+        listener.configure(group, 1, &config)?;
+        Ok(listener)
+    }
+
+    /// Makes [`Listener::recv`] return [`io::ErrorKind::WouldBlock`] instead of waiting.
+    pub fn set_non_blocking(&self, non_blocking: bool) -> io::Result<()> {
+        self.socket.set_non_blocking(non_blocking)
+    }
+
+    /// Receives one datagram into `buf` and returns the copied packets in it (possibly none),
+    /// each from its IP header on and at most [`COPY_LEN`] bytes, waiting for one if the socket
+    /// blocks. `buf` should be [`RECV_BUFFER_LEN`] bytes long.
+    ///
+    /// When the kernel reports that it dropped copies because the socket's buffer was full, the
+    /// report is counted ([`Listener::overflows`]) and receiving goes on. Datagrams not sent by
+    /// the kernel are ignored; malformed messages are counted ([`Listener::malformed`]) and
+    /// skipped.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Vec<Vec<u8>>> {
+        if !self.early.is_empty() {
+            return Ok(std::mem::take(&mut self.early));
+        }
+        let len = self.recv_datagram(buf)?;
+        let datagram = buf.get(..len).unwrap_or(buf);
+        Ok(packets(datagram, &mut self.malformed))
+    }
+
+    /// How many times the kernel reported dropping copies for this socket (`ENOBUFS`); each
+    /// report stands for one or more lost copies.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
+    }
+
+    /// How many malformed messages were skipped.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Receives one datagram from the kernel into `buf`, returning its length.
+    fn recv_datagram(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut space: &mut [u8] = buf;
+            match self.socket.recv_from(&mut space, 0) {
+                Ok((len, from)) if from.port_number() == 0 => return Ok(len),
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.overflows = self.overflows.saturating_add(1);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Sends one configuration message for `group` and waits for the kernel's answer; packets
+    /// that arrive meanwhile are kept for the first [`Listener::recv`].
+    fn configure(&mut self, group: u16, seq: u32, attrs: &[u8]) -> io::Result<()> {
+        let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
+        let mut request = u32::try_from(len)
+            .map_err(|_| io::Error::other("NFLOG configuration too long"))?
+            .to_ne_bytes()
+            .to_vec();
+        request.extend((NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG).to_ne_bytes());
+        request.extend((NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        request.extend(seq.to_ne_bytes());
+        request.extend(0u32.to_ne_bytes());
+        request.extend([AF_UNSPEC, NFNETLINK_V0]);
+        request.extend(group.to_be_bytes());
+        request.extend(attrs);
+        self.socket.send_to(&request, &SocketAddr::new(0, 0), 0)?;
+        let mut buf = vec![0; RECV_BUFFER_LEN];
+        loop {
+            let len = self.recv_datagram(&mut buf)?;
+            for message in Messages::new(buf.get(..len).unwrap_or_default()) {
+                match message {
+                    Ok(Message::Ack { seq: acked, error }) if acked == seq => {
+                        return match error {
+                            0 => Ok(()),
+                            errno => Err(io::Error::from_raw_os_error(errno.saturating_neg())),
+                        };
+                    }
+                    Ok(Message::Packet(packet)) => self.early.push(packet.to_vec()),
+                    Ok(_) => {}
+                    Err(_) => self.malformed = self.malformed.saturating_add(1),
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// One netlink attribute, padded to 4 bytes.
+fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(NLA_HDRLEN + value.len()).unwrap_or(u16::MAX);
+    let mut a = len.to_ne_bytes().to_vec();
+    a.extend(kind.to_ne_bytes());
+    a.extend(value);
+    a.resize(a.len().saturating_add(3) & !3, 0);
+    a
+}
+
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const AF_UNSPEC: u8 = 0;
+const NFNETLINK_V0: u8 = 0;
+const NFULNL_MSG_CONFIG: u16 = 1;
+const NFULA_CFG_CMD: u16 = 1;
+const NFULA_CFG_MODE: u16 = 2;
+const NFULA_CFG_QTHRESH: u16 = 5;
+const NFULNL_CFG_CMD_BIND: u8 = 1;
+const NFULNL_COPY_PACKET: u8 = 2;

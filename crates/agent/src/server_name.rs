@@ -1,22 +1,29 @@
-//! The server name a connection asks for, read from a copy of its first data packet (see
+//! The server name a connection asks for, read from copies of its first data packets (see
 //! [`crate::nflog`]): the server name (SNI) of a TLS ClientHello, or the `Host` of an HTTP/1.x
-//! request.
+//! request, read with the decoders of [`palisade_dpi`].
 //!
-//! Each packet is read by itself, with the decoders of [`palisade_dpi`]: a request or hello that
-//! does not fit in the copied packet is missed. At the `OUTPUT` hook a packet is what TCP hands
-//! to IP before segmentation offload, so a hello or request head written at once usually arrives
-//! whole; it is cut only when longer than [`crate::nflog::COPY_LEN`] or on an interface that
-//! segments in software, where a hello above one segment (post-quantum key shares make it about
-//! 1.8 kB) may put its server name in the second segment, and the connection goes unnamed.
+//! At the `OUTPUT` hook a packet is what TCP hands to IP before segmentation offload, so a hello
+//! or request head written at once usually arrives whole in one packet, and [`named`] reads one
+//! packet by itself. On an interface that segments in software a hello above one segment
+//! (post-quantum key shares make it about 1.8 kB) comes in two, its server name possibly in the
+//! second: a [`Namer`] keeps the first segment of such a hello or head, whole copies only, for a
+//! bounded number of connections ([`MAX_PENDING`]), and reads it with the segment that follows.
+//! What is longer than two segments, or than a copy ([`crate::nflog::COPY_LEN`]), is missed.
 //!
 //! The names are kept as sent: the SNI as the ClientHello carries it, the HTTP host with its
 //! port if the request gives one (`example.com:8080`); neither is lowercased or checked.
+
+use std::collections::HashMap;
 
 use palisade_dpi::{http, tls};
 use palisade_proto::{Direction, Protocol};
 
 use crate::flow::FlowKey;
-use crate::packet::headers;
+use crate::packet::{Headers, headers};
+
+/// How many connections at most have a first segment kept, waiting for the next; when more
+/// would, all kept segments are dropped (those connections go unnamed).
+pub const MAX_PENDING: usize = 256;
 
 /// What the first data packet of an outbound connection names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,32 +39,121 @@ pub struct Named {
 
 /// The server name in `packet`, an outbound TCP packet from its IP header on; `None` when the
 /// packet is not TCP, carries no ClientHello with a server name nor a request head with a host,
-/// or is cut before the name.
+/// or is cut before the name. Reads the packet by itself (see [`Namer`] for two segments).
 pub fn named(packet: &[u8]) -> Option<Named> {
-    let h = headers(packet)?;
-    if h.protocol != Some(Protocol::Tcp) {
-        return None;
+    let h = tcp(packet)?;
+    match read(h.payload) {
+        Reading::Names(sni, http_host) => Some(Named {
+            flow: flow(&h),
+            sni,
+            http_host,
+        }),
+        Reading::Incomplete | Reading::Nothing => None,
     }
-    let (sni, http_host) = if tls::looks_like_client_hello(h.payload) {
-        (tls::client_hello_from_stream(h.payload).ok()?.sni, None)
-    } else if http::looks_like_request(h.payload) {
-        (None, http::parse_request(h.payload).ok()?.host)
+}
+
+/// Reads the server names of connections from copies of their first data packets, keeping a
+/// first segment that holds only the start of a hello or request head until the next one.
+#[derive(Debug, Default)]
+pub struct Namer {
+    /// Per connection, the sequence number that follows the kept bytes, and the bytes.
+    pending: HashMap<FlowKey, (u32, Vec<u8>)>,
+}
+
+impl Namer {
+    /// A namer keeping nothing.
+    pub fn new() -> Self {
+        Namer::default()
+    }
+
+    /// The server name in `packet` (as [`named`]), read after the segment kept for its
+    /// connection when `packet` follows it directly.
+    pub fn named(&mut self, packet: &[u8]) -> Option<Named> {
+        let h = tcp(packet)?;
+        let flow = flow(&h);
+        // Whatever follows a kept segment is the only chance to complete it: a bare ACK ends it.
+        let kept = self.pending.remove(&flow);
+        if h.payload.is_empty() {
+            return None;
+        }
+        let joined = match kept {
+            Some((next, mut first)) if next == h.seq => {
+                first.extend_from_slice(h.payload);
+                Some(first)
+            }
+            _ => None,
+        };
+        let stream = joined.as_deref().unwrap_or(h.payload);
+        match read(stream) {
+            Reading::Names(sni, http_host) => Some(Named {
+                flow,
+                sni,
+                http_host,
+            }),
+            Reading::Incomplete if joined.is_none() && h.whole => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.clear();
+                }
+                let len = u32::try_from(h.payload.len()).ok()?;
+                self.pending
+                    .insert(flow, (h.seq.wrapping_add(len), h.payload.to_vec()));
+                None
+            }
+            Reading::Incomplete | Reading::Nothing => None,
+        }
+    }
+
+    /// How many connections have a first segment kept.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// What the start of a client stream says.
+enum Reading {
+    /// A hello or request head that names a server (at least one of the two).
+    Names(Option<String>, Option<String>),
+    /// The start of a hello or request head that continues beyond these bytes.
+    Incomplete,
+    /// Neither, or one that names no server.
+    Nothing,
+}
+
+fn read(stream: &[u8]) -> Reading {
+    let (sni, http_host) = if tls::looks_like_client_hello(stream) {
+        match tls::client_hello_from_stream(stream) {
+            Ok(hello) => (hello.sni, None),
+            Err(tls::TlsError::Incomplete { .. }) => return Reading::Incomplete,
+            Err(_) => return Reading::Nothing,
+        }
+    } else if http::looks_like_request(stream) {
+        match http::parse_request(stream) {
+            Ok(request) => (None, request.host),
+            Err(http::HttpError::Incomplete) => return Reading::Incomplete,
+            Err(_) => return Reading::Nothing,
+        }
     } else {
-        return None;
+        return Reading::Nothing;
     };
     if sni.is_none() && http_host.is_none() {
-        return None;
+        return Reading::Nothing;
     }
-    Some(Named {
-        flow: FlowKey {
-            protocol: Protocol::Tcp,
-            local: h.src,
-            remote: h.dst,
-            direction: Direction::Outbound,
-        },
-        sni,
-        http_host,
-    })
+    Reading::Names(sni, http_host)
+}
+
+/// The headers of a TCP packet.
+fn tcp(packet: &[u8]) -> Option<Headers<'_>> {
+    headers(packet).filter(|h| h.protocol == Some(Protocol::Tcp))
+}
+
+/// The outbound connection a packet from this host belongs to.
+fn flow(h: &Headers<'_>) -> FlowKey {
+    FlowKey {
+        protocol: Protocol::Tcp,
+        local: h.src,
+        remote: h.dst,
+        direction: Direction::Outbound,
+    }
 }
 
 #[cfg(test)]
@@ -102,9 +198,15 @@ pub(crate) mod tests {
 
     /// An IP packet carrying a TCP segment with `payload` from `src` to `dst`.
     pub(crate) fn tcp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        segment(src, dst, 1, payload)
+    }
+
+    /// An IP packet carrying a TCP segment whose first byte has sequence number `seq`.
+    fn segment(src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut tcp = src.port().to_be_bytes().to_vec();
         tcp.extend(dst.port().to_be_bytes());
-        tcp.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend(seq.to_be_bytes());
+        tcp.extend([0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
         tcp.extend(payload);
         let mut packet = match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -196,5 +298,58 @@ pub(crate) mod tests {
             let packet = tcp_packet(src, dst, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
             assert_eq!(named(&packet[..cut]), None, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_hello_split_in_two_segments_is_read_when_the_second_follows_the_first() {
+        let hello = client_hello("split.example.com", 1500);
+        let src = addr("10.0.0.2:40000");
+        let dst = addr("93.184.216.34:443");
+        // The server name is in the first segment here, but the hello ends in the second.
+        let (first, second) = hello.split_at(1400);
+        let mut namer = Namer::new();
+        assert_eq!(namer.named(&segment(src, dst, 1000, first)), None);
+        assert_eq!(namer.pending(), 1);
+        let named = namer.named(&segment(src, dst, 2400, second)).unwrap();
+        assert_eq!(named.sni.as_deref(), Some("split.example.com"));
+        assert_eq!(named.flow.local, src);
+        assert_eq!(namer.pending(), 0);
+
+        // A second segment that does not follow (lost, or out of order) names nothing.
+        assert_eq!(namer.named(&segment(src, dst, 1000, first)), None);
+        assert_eq!(namer.named(&segment(src, dst, 2401, second)), None);
+        assert_eq!(namer.pending(), 0);
+        // A bare ACK after the first segment ends the wait.
+        assert_eq!(namer.named(&segment(src, dst, 1000, first)), None);
+        assert_eq!(namer.named(&segment(src, dst, 2400, b"")), None);
+        assert_eq!(namer.pending(), 0);
+        // Nor does a first segment that is a cut copy, which is not kept.
+        let mut cut = segment(src, dst, 1000, first);
+        cut.truncate(900);
+        assert_eq!(namer.named(&cut), None);
+        assert_eq!(namer.pending(), 0);
+        // A whole one-packet request is named directly.
+        let request = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n";
+        let named = namer.named(&segment(src, dst, 5, request)).unwrap();
+        assert_eq!(named.http_host.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn kept_segments_are_bounded() {
+        let head = b"GET / HTTP/1.1\r\nHost: exa";
+        let dst = addr("10.0.0.1:80");
+        let mut namer = Namer::new();
+        for port in 0..u16::try_from(MAX_PENDING).unwrap() {
+            let src = SocketAddr::new("10.0.0.2".parse().unwrap(), 10_000 + port);
+            assert_eq!(namer.named(&segment(src, dst, 1, head)), None);
+        }
+        assert_eq!(namer.pending(), MAX_PENDING);
+        let src = addr("10.0.0.3:9");
+        namer.named(&segment(src, dst, 1, head));
+        assert_eq!(namer.pending(), 1);
+        let rest = b"mple.org\r\n\r\n";
+        let len = u32::try_from(head.len()).unwrap();
+        let named = namer.named(&segment(src, dst, 1 + len, rest)).unwrap();
+        assert_eq!(named.http_host.as_deref(), Some("example.org"));
     }
 }

@@ -166,3 +166,164 @@ const NFULA_CFG_MODE: u16 = 2;
 const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_COPY_PACKET: u8 = 2;
+
+#[cfg(test)]
+mod tests {
+    //! A live test against the kernel of the machine running it: it needs root, `ip` and
+    //! `iptables`, and skips (saying why) without them. It runs the agent's real chains in a
+    //! network namespace of its own, by running this test binary again inside it.
+
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use palisade_policy::model::Fail;
+
+    use super::*;
+    use crate::intercept::{Enforcement, Interceptor};
+    use crate::netfilter::{Chains, NAMES_GROUP};
+    use crate::nfqueue::{NfQueue, QueueKind};
+    use crate::server_name::{Named, named, tests::client_hello};
+
+    /// Names the namespace the inner test runs in; set only by the outer test.
+    const INSIDE: &str = "PALISADE_NFLOG_TEST_NAMESPACE";
+    const INNER: &str = "nflog::listener::tests::inside_a_namespace_allowed_connections_are_named";
+
+    /// Why the live test cannot run here, if it cannot.
+    fn unavailable() -> Option<String> {
+        if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+            return Some("not root".into());
+        }
+        for tool in ["ip", "iptables"] {
+            if Command::new(tool).arg("-V").output().is_err() {
+                return Some(format!("the {tool} tool is not installed"));
+            }
+        }
+        None
+    }
+
+    struct Namespace(String);
+
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    #[test]
+    fn allowed_connections_are_named_by_their_first_data_packets() {
+        if let Some(reason) = unavailable() {
+            println!("skipped: {reason}");
+            return;
+        }
+        let ns = Namespace(format!("palisade-nflog-{}", std::process::id()));
+        let added = Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .unwrap();
+        assert!(added.success());
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(exe)
+            .args(["--exact", INNER, "--nocapture", "--test-threads", "1"])
+            .env(INSIDE, &ns.0)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("named both connections"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Opens a connection to `server`, sends `first` and returns its local address once the
+    /// server has read it.
+    fn connect_and_send(server: &TcpListener, first: &[u8]) -> SocketAddr {
+        let mut client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        client.write_all(first).unwrap();
+        let (mut accepted, _) = server.accept().unwrap();
+        let mut received = vec![0; first.len()];
+        accepted.read_exact(&mut received).unwrap();
+        // The server's answer crosses OUTPUT too, in the reply direction: it must not be copied,
+        // and it would be named if it were.
+        accepted
+            .write_all(b"GET /reply HTTP/1.1\r\nHost: reply.invalid\r\n\r\n")
+            .unwrap();
+        let mut answer = [0; 8];
+        client.read_exact(&mut answer).unwrap();
+        client.local_addr().unwrap()
+    }
+
+    #[test]
+    fn inside_a_namespace_allowed_connections_are_named() {
+        let Ok(ns) = std::env::var(INSIDE) else {
+            println!(
+                "skipped: runs inside the namespace of allowed_connections_are_named_by_their_first_data_packets"
+            );
+            return;
+        };
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        assert!(up.unwrap().success(), "lo in {ns}");
+        Chains {
+            first_queue: 0,
+            queues: 1,
+            dns_queue: 1,
+            fail: Fail::Closed,
+            inbound: false,
+        }
+        .install()
+        .unwrap();
+        let mut queue = NfQueue::bind(0, QueueKind::Connections, false).unwrap();
+        std::thread::spawn(
+            move || {
+                while queue.serve(&mut |_| Enforcement::Allow).is_ok() {}
+            },
+        );
+        let mut listener = Listener::open(NAMES_GROUP).unwrap();
+        listener.set_non_blocking(true).unwrap();
+        assert!(
+            Listener::open(NAMES_GROUP).is_err(),
+            "a group has one reader"
+        );
+
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = connect_and_send(
+            &server,
+            b"GET / HTTP/1.1\r\nHost: example.test:8080\r\nUser-Agent: test\r\n\r\n",
+        );
+        let tls = connect_and_send(&server, &client_hello("tls.example.test", 64));
+
+        let mut found: Vec<Named> = Vec::new();
+        let mut copies = 0;
+        let mut buf = vec![0; RECV_BUFFER_LEN];
+        for _ in 0..100 {
+            match listener.recv(&mut buf) {
+                Ok(packets) => {
+                    copies += packets.len();
+                    found.extend(packets.iter().filter_map(|p| named(p)));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(error) => panic!("recv: {error}"),
+            }
+        }
+        let by = |local| found.iter().find(|n| n.flow.local == local);
+        let http_named = by(http).unwrap_or_else(|| panic!("{http} not named in {found:?}"));
+        assert_eq!(http_named.http_host.as_deref(), Some("example.test:8080"));
+        assert_eq!(http_named.flow.remote, server.local_addr().unwrap());
+        let tls_named = by(tls).unwrap_or_else(|| panic!("{tls} not named in {found:?}"));
+        assert_eq!(tls_named.sni.as_deref(), Some("tls.example.test"));
+        assert_eq!(found.len(), 2, "the replies were copied: {found:?}");
+        // Each client sent one data packet, and perhaps one ACK of the answer: nothing else.
+        assert!((2..=4).contains(&copies), "{copies} copies");
+        assert_eq!((listener.overflows(), listener.malformed()), (0, 0));
+        println!("named both connections with {copies} copies");
+    }
+}

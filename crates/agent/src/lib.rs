@@ -25,7 +25,8 @@
 //! - [`packet`]: the outermost IP and transport headers of a raw packet.
 //! - [`process`]: the application behind a connection and the [`process::ProcessLookup`]
 //!   interface.
-//! - [`server_name`]: the TLS server name or HTTP host in a copied first data packet.
+//! - [`server_name`]: the TLS server name or HTTP host in copies of a connection's first data
+//!   packets.
 //! - [`spool`]: the durable local queue of connection events between enforcement and the
 //!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,

@@ -8,6 +8,8 @@
 //! (post-quantum key shares make it about 1.8 kB) comes in two, its server name possibly in the
 //! second: a [`Namer`] keeps the first segment of such a hello or head, whole copies only, for a
 //! bounded number of connections ([`MAX_PENDING`]), and reads it with the segment that follows.
+//! The first segment must be long enough to be recognised (6 bytes of a TLS record, an HTTP
+//! method and a space).
 //! What is longer than two segments, or than a copy ([`crate::nflog::COPY_LEN`]), is missed.
 //!
 //! The names are kept as sent: the SNI as the ClientHello carries it, the HTTP host with its
@@ -159,6 +161,8 @@ fn flow(h: &Headers<'_>) -> FlowKey {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::net::{IpAddr, SocketAddr};
+
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -351,5 +355,34 @@ pub(crate) mod tests {
         let len = u32::try_from(head.len()).unwrap();
         let named = namer.named(&segment(src, dst, 1 + len, rest)).unwrap();
         assert_eq!(named.http_host.as_deref(), Some("example.org"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_hello_or_request_split_anywhere_in_two_is_named(
+            // A first segment is recognised from its first bytes: 6 for TLS, the method and a
+            // space for HTTP.
+            split in 8usize..600,
+            padding in 0usize..500,
+            tls in any::<bool>(),
+            seq in any::<u32>(),
+        ) {
+            let stream = if tls {
+                client_hello("any.example.net", padding)
+            } else {
+                format!("GET / HTTP/1.1\r\nX-Pad: {}\r\nHost: any.example.net\r\n\r\n", "p".repeat(padding)).into_bytes()
+            };
+            let split = split.min(stream.len() - 1);
+            let (first, second) = stream.split_at(split);
+            let src = addr("10.0.0.2:40000");
+            let dst = addr("10.0.0.1:443");
+            let mut namer = Namer::new();
+            prop_assert_eq!(namer.named(&segment(src, dst, seq, first)), None);
+            let next = seq.wrapping_add(u32::try_from(split).unwrap());
+            let named = namer.named(&segment(src, dst, next, second)).unwrap();
+            let name = if tls { named.sni } else { named.http_host };
+            prop_assert_eq!(name.as_deref(), Some("any.example.net"));
+            prop_assert_eq!(namer.pending(), 0);
+        }
     }
 }

@@ -207,6 +207,8 @@ const NFULA_PAYLOAD: u16 = 9;
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// One attribute, padded.
@@ -313,5 +315,30 @@ pub(crate) mod tests {
             parse(&datagram),
             Err(NflogError::Invalid { offset: 0, .. })
         ));
+    }
+
+    proptest! {
+        #[test]
+        fn a_damaged_datagram_is_an_error_inside_it_or_packets_inside_it(
+            at in 0usize..200,
+            byte in any::<u8>(),
+            len in 0usize..200,
+        ) {
+            let mut datagram = [logged(b"GET / HTTP/1.1\r\n\r\n"), logged(&[0x45; 40])].concat();
+            let at = at % datagram.len();
+            datagram[at] = byte;
+            datagram.truncate(len.max(1));
+            match parse(&datagram) {
+                Ok(packets) => {
+                    for packet in packets {
+                        let start = packet.as_ptr() as usize - datagram.as_ptr() as usize;
+                        prop_assert!(start + packet.len() <= datagram.len());
+                    }
+                }
+                Err(error) => prop_assert!(error.offset() < datagram.len()),
+            }
+            let mut malformed = 0;
+            packets(&datagram, &mut malformed);
+        }
     }
 }

@@ -385,4 +385,103 @@ pub(crate) mod tests {
             prop_assert_eq!(namer.pending(), 0);
         }
     }
+
+    /// The shared captures, beside the checkout.
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/pcap");
+
+    /// Captures of TLS over TCP whose expected JA4 results name each connection's server.
+    const TLS_CAPTURES: [&str; 10] = [
+        "browsers-x509.pcapng",
+        "ipv6.pcapng",
+        "latest.pcapng",
+        "macos_tcp_flags.pcap",
+        "ssh2.pcapng",
+        "tls-alpn-h2.pcap",
+        "tls-handshake.pcapng",
+        "tls-sni.pcapng",
+        "tls12.pcap",
+        "tls3.pcapng",
+    ];
+
+    /// The IP packet inside a captured frame, for the link types of these captures.
+    fn ip_packet(link: palisade_dpi::capture::LinkType, frame: &[u8]) -> Option<&[u8]> {
+        use palisade_dpi::capture::LinkType;
+        match link {
+            LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => Some(frame),
+            LinkType::Null | LinkType::Loop => frame.get(4..),
+            LinkType::LinuxSll => frame.get(16..),
+            LinkType::Ethernet => {
+                let mut at = 12;
+                while frame.get(at..at + 2)? == [0x81, 0x00] {
+                    at += 4;
+                }
+                match frame.get(at..at + 2)? {
+                    [0x08, 0x00] | [0x86, 0xdd] => frame.get(at + 2..),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads every captured frame of TLS connections through one namer, as if this host had
+    /// sent them (the captures' segments are what a wire sees, so long hellos come in two), and
+    /// finds the server name of every connection that FoxIO's JA4 tool names.
+    #[test]
+    fn captured_hellos_give_the_server_names_the_ja4_tool_finds() {
+        use palisade_dpi::capture::CaptureReader;
+
+        let dir = std::path::Path::new(CORPUS);
+        if !dir.is_dir() {
+            assert!(
+                std::env::var_os("PALISADE_CORPUS_TESTS").is_none_or(|v| v != "1"),
+                "PALISADE_CORPUS_TESTS=1 but the corpus is not at {CORPUS}"
+            );
+            println!("skipped: corpus not found at {CORPUS}");
+            return;
+        }
+        let mut checked = 0;
+        for capture in TLS_CAPTURES {
+            let path = dir.join("foxio-ja4").join(capture);
+            let mut reader = CaptureReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            let mut namer = Namer::new();
+            let mut found = HashMap::new();
+            while let Ok(Some(frame)) = reader.next_frame() {
+                if let Some(named) = ip_packet(frame.link, frame.data).and_then(|p| namer.named(p))
+                {
+                    found.insert((named.flow.local, named.flow.remote), named.sni);
+                }
+            }
+            let expected = dir
+                .join("foxio-ja4-expected")
+                .join(format!("{capture}.json"));
+            let expected: Vec<serde_json::Value> =
+                serde_json::from_slice(&std::fs::read(expected).unwrap()).unwrap();
+            for connection in expected {
+                let (Some(domain), Some(ja4)) =
+                    (connection["domain"].as_str(), connection["JA4.1"].as_str())
+                else {
+                    continue;
+                };
+                if !ja4.starts_with('t') {
+                    continue;
+                }
+                let end = |ip: &str, port: &str| {
+                    SocketAddr::new(
+                        connection[ip].as_str().unwrap().parse().unwrap(),
+                        connection[port].as_str().unwrap().parse().unwrap(),
+                    )
+                };
+                let key = (end("src", "srcport"), end("dst", "dstport"));
+                assert_eq!(
+                    found.get(&key).and_then(|sni| sni.as_deref()),
+                    Some(domain),
+                    "{capture}: {key:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 100, "only {checked} connections checked");
+        println!("{checked} connections named as the JA4 tool names them");
+    }
 }

@@ -6,7 +6,8 @@
 //!   a filtered packet socket ([`crate::dns_capture`]).
 //!
 //! Threads: one per connection queue (each with its own process lookup, so they never wait for
-//! each other), one for the DNS queue and one for conntrack's ended connections, or one
+//! each other), one for the DNS queue, one for the server names of allowed connections
+//! ([`crate::server_name`]) and one for conntrack's ended connections, or one
 //! conntrack listener for both new and ended connections; and the recorder, which numbers
 //! events and appends them to the spool, followed by an update for every recorded connection
 //! that ends ([`crate::open_flows`]). The policy in force is swapped under a lock that deciders
@@ -27,10 +28,12 @@ use crate::decide::{ActivePolicy, Decider, Shared};
 use crate::dns_capture::DnsCapture;
 use crate::flow::FlowKey;
 use crate::intercept::{Enforcement, Held, Interceptor};
-use crate::netfilter::{Chains, MARK_MASK};
+use crate::netfilter::{Chains, MARK_MASK, NAMES_GROUP};
+use crate::nflog;
 use crate::nfqueue::{NfQueue, QueueKind, dns_answer};
 use crate::open_flows::{Learned, OpenFlows, Opened};
 use crate::process::ProcessLookup;
+use crate::server_name::{Named, Namer};
 use crate::spool::Spool;
 
 /// The clock, read where the agent meets the world (the binary passes the system clock).
@@ -96,6 +99,10 @@ pub struct Counters {
     pub flows_forgotten: AtomicU64,
     /// Times the kernel dropped conntrack events because the agent read them too slowly.
     pub conntrack_overflows: AtomicU64,
+    /// Connections named by their first data packets (TLS server name or HTTP host).
+    pub server_names: AtomicU64,
+    /// Times the kernel dropped copies of first data packets the agent read too slowly.
+    pub names_overflows: AtomicU64,
 }
 
 impl Counters {
@@ -114,6 +121,8 @@ impl Counters {
             ("flows_ended", get(&self.flows_ended)),
             ("flows_forgotten", get(&self.flows_forgotten)),
             ("conntrack_overflows", get(&self.conntrack_overflows)),
+            ("server_names", get(&self.server_names)),
+            ("names_overflows", get(&self.names_overflows)),
         ]
     }
 }
@@ -163,6 +172,7 @@ impl Agent {
         match agent.settings.mode {
             Mode::Enforce => {
                 agent.serve_queues(lookups, &events, &clock)?;
+                agent.read_server_names(&events)?;
                 agent.install_chains()?;
                 agent.follow_ends(events, clock)?;
             }
@@ -263,6 +273,45 @@ impl Agent {
             count(&counters, flow, Enforcement::Allow, event, &recorder);
         };
         follow_conntrack(listener, &self.counters, events, clock, None, decide_new)
+    }
+
+    /// Reads the copies of allowed connections' first data packets and passes the server names
+    /// found in them to the recorder.
+    fn read_server_names(&self, events: &Arc<Recorder>) -> io::Result<()> {
+        let mut listener = nflog::Listener::open(NAMES_GROUP)?;
+        let (counters, events) = (self.counters.clone(), events.clone());
+        std::thread::Builder::new()
+            .name("names".into())
+            .spawn(move || {
+                let mut namer = Namer::new();
+                let mut buf = vec![0; nflog::RECV_BUFFER_LEN];
+                loop {
+                    let copies = listener.recv(&mut buf);
+                    counters
+                        .names_overflows
+                        .store(listener.overflows(), Ordering::Relaxed);
+                    let copies = match copies {
+                        Ok(copies) => copies,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading packet copies failed");
+                            continue;
+                        }
+                    };
+                    for packet in copies {
+                        let Some(Named {
+                            flow,
+                            sni,
+                            http_host,
+                        }) = namer.named(&packet)
+                        else {
+                            continue;
+                        };
+                        counters.server_names.fetch_add(1, Ordering::Relaxed);
+                        events.learned(flow, Learned::Named { sni, http_host });
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// Follows the connections that end, to record their counters: only those the agent let

@@ -315,10 +315,12 @@ async fn a_managed_agent_blocks_and_reports_connections_with_their_process() {
         return;
     }
     let site = Site::new(3);
-    let (reached, event) = managed(&site, &[]).await;
+    let (reached, event, named) = managed(&site, &[]).await;
     assert!(!reached, "client-a reached port 8080");
     assert_eq!(event["action"], "block", "{event}");
     assert_eq!(event["verdict"], "block", "{event}");
+    // The request's Host, read from a copy of its first data packet.
+    assert_eq!(named["http_host"], "web.example:8080", "{named}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,7 +347,7 @@ async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
     assert!(out.status.success(), "{out:?}");
     // Where connections are counted, a monitoring agent reports their traffic too.
     site.sysctl("net.netfilter.nf_conntrack_acct", "1");
-    let (reached, event) = managed(&site, &["--mode", "monitor"]).await;
+    let (reached, event, named) = managed(&site, &["--mode", "monitor"]).await;
     assert!(reached, "a monitoring agent blocked");
     assert!(
         !site.chains_installed(),
@@ -353,14 +355,16 @@ async fn a_monitoring_agent_changes_nothing_and_reports_what_it_would_block() {
     );
     assert_eq!(event["action"], "block", "{event}");
     assert_eq!(event["verdict"], "allow", "{event}");
+    // Reading server names needs a rule in the kernel: not when monitoring.
+    assert!(named.get("http_host").is_none(), "{named}");
 }
 
 /// Enrolls an agent (started with `args`) in a server on the host end whose policy blocks
 /// client-a to port 8080, makes that connection, and returns whether it got through and its
 /// event as the server stores it, after checking the process identity in it; then checks that
 /// an allowed connection of client-b to a name is reported with the name and, once it ends,
-/// its traffic.
-async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
+/// its traffic, and returns that event too.
+async fn managed(site: &Site, args: &[&str]) -> (bool, Value, Value) {
     let host = site.lab.host_ip.to_string();
     let server_dir = site.dir.path().join("server");
     std::fs::create_dir(&server_dir).unwrap();
@@ -491,7 +495,7 @@ async fn managed(site: &Site, args: &[&str]) -> (bool, Value) {
     // The name came from the DNS answer (a queue enforcing, a capture monitoring).
     assert_eq!(ended["connection"]["domain"], "web.example", "{ended}");
     assert!(agent.signal("-TERM").success());
-    (reached, found)
+    (reached, found, ended)
 }
 
 /// Answers every A query with `ip`, other queries with no answer, until the process ends.

@@ -19,7 +19,8 @@
 //! conntrack counts each packet of the original direction before the filter table sees it, so
 //! at `OUTPUT` the SYN is packet 1, the client's handshake ACK packet 2 and the first data packet
 //! 3; packets 3 and 4 are copied (the second one may be a bare ACK, or the rest of a request
-//! split in two). Counting needs conntrack accounting, which the `connbytes` match switches on;
+//! split in two), unless they open, close or reset it (a connection that sends nothing has
+//! nothing to name, and its FIN would be packet 3). Counting needs conntrack accounting, which the `connbytes` match switches on;
 //! connections tracked before it was on are not counted and not copied. Only the original
 //! direction is copied (`--ctdir ORIGINAL`), so the answers of a server on this host to a local
 //! client are not.
@@ -169,7 +170,7 @@ impl Chains {
         );
         if names {
             *s += &format!(
-                "-A {chain} -p tcp -m connmark --mark {} -m conntrack --ctdir ORIGINAL -m connbytes --connbytes {NAMED_PACKETS} --connbytes-dir original --connbytes-mode packets -j NFLOG --nflog-group {NAMES_GROUP} --nflog-size {COPY_LEN}\n",
+                "-A {chain} -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark {} -m conntrack --ctdir ORIGINAL -m connbytes --connbytes {NAMED_PACKETS} --connbytes-dir original --connbytes-mode packets -j NFLOG --nflog-group {NAMES_GROUP} --nflog-size {COPY_LEN}\n",
                 m(Enforcement::Allow)
             );
         }
@@ -320,6 +321,7 @@ mod tests {
             for part in [
                 "-m connmark --mark 0x4000000/0xc000000 ",
                 "--ctdir ORIGINAL ",
+                "--tcp-flags SYN,FIN,RST NONE ",
                 "--connbytes 3:4 --connbytes-dir original --connbytes-mode packets ",
                 "--nflog-group 20545 --nflog-size 4096",
             ] {

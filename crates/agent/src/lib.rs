@@ -13,7 +13,7 @@
 //! - [`identity`]: the Linux process lookup: the socket by netlink `sock_diag`, its owner from a
 //!   warm `/proc` index, the process's facts from a per-process cache.
 //! - [`intercept`]: the [`intercept::Interceptor`] interface: held packets in, verdicts out.
-//! - [`managed`] (Linux): a managed agent's policy stream, heartbeats and uploads.
+//! - [`managed`] (Linux): a managed agent's policies, over its [`session`] with the server.
 //! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
 //!   HTTP hosts, so domain rules apply to connections made to addresses.
 //! - [`netfilter`] (Linux): the agent's own firewall chains, installed and removed.
@@ -27,6 +27,8 @@
 //!   interface.
 //! - [`server_name`]: the TLS server name or HTTP host in copies of a connection's first data
 //!   packets.
+//! - [`session`]: a managed endpoint's (agent's or sensor's) conversation with its server:
+//!   heartbeats with its counters, the spool uploaded and acknowledged, the policy stream.
 //! - [`spool`]: the durable local queue of connection events between enforcement and the
 //!   uplink: checksummed segment files, a size bound, deletion on the server's acknowledgement.
 //! - [`uplink`]: enrollment, the identity directory, and the mutual-TLS connection (heartbeats,
@@ -54,5 +56,6 @@ pub mod open_flows;
 pub mod packet;
 pub mod process;
 pub mod server_name;
+pub mod session;
 pub mod spool;
 pub mod uplink;

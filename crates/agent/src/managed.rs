@@ -1,12 +1,10 @@
 //! A managed agent's conversation with its server: the policy stream applied as it comes (and
 //! kept on disk, so a restarted agent enforces its last policy before it reaches the server),
-//! heartbeats with the agent's counters, and the spool sent in batches and deleted only once
-//! acknowledged. Reconnects with a capped backoff; enforcement never waits for the server.
+//! on top of the heartbeats and uploads every managed endpoint has ([`crate::session`]).
+//! Enforcement never waits for the server.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use palisade_proto::gateway::policy_signed_bytes;
 use palisade_proto::gateway::v1::Policy;
@@ -14,17 +12,9 @@ use prost::Message;
 
 use crate::daemon::Agent;
 use crate::decide::ActivePolicy;
+use crate::session::{self, Endpoint, Link};
 use crate::spool::Spool;
-use crate::uplink::{Heartbeat, Identity, Uplink, UplinkError};
-
-/// How often the agent reports.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// How often the spool is checked for events to send.
-const UPLOAD_TICK: Duration = Duration::from_millis(200);
-/// Events per batch.
-const BATCH: usize = 1_000;
-/// The agent's software version, as heartbeats report it.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::uplink::Identity;
 
 /// Where the last policy received is kept.
 pub fn policy_file(data: &Path) -> PathBuf {
@@ -76,7 +66,8 @@ pub fn compile(policy: &Policy) -> Option<ActivePolicy> {
     }
 }
 
-/// Talks to the server until the task is dropped.
+/// Talks to the server until the task is dropped: the agent's policy stream, heartbeats and
+/// uploads ([`session::run`]).
 pub async fn run(
     server: String,
     identity: Identity,
@@ -85,60 +76,41 @@ pub async fn run(
     agent: Arc<Agent>,
     spool: Arc<Mutex<Spool>>,
 ) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match Uplink::connect(&server, &identity).await {
-            Ok(uplink) => {
-                backoff = Duration::from_millis(200);
-                let error = serve(uplink, &data, &identity.ca_pem, &os, &agent, &spool).await;
-                tracing::warn!(%error, "connection to the server lost");
-            }
-            Err(error) => tracing::warn!(%error, "cannot reach the server"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
+    let enforcer = Arc::new(Enforcer {
+        ca_pem: identity.ca_pem.clone(),
+        data,
+        agent,
+    });
+    let link = Link {
+        server,
+        identity,
+        os,
+    };
+    session::run(link, enforcer, spool).await;
 }
 
-async fn serve(
-    uplink: Uplink,
-    data: &Path,
-    ca_pem: &str,
-    os: &str,
-    agent: &Arc<Agent>,
-    spool: &Arc<Mutex<Spool>>,
-) -> String {
-    let mut stream = match uplink.clone().policies().await {
-        Ok(s) => s,
-        Err(e) => return e.to_string(),
-    };
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut upload = tokio::time::interval(UPLOAD_TICK);
-    let mut sender = uplink.clone();
-    loop {
-        tokio::select! {
-            policy = stream.next() => match policy {
-                Ok(Some(policy)) => receive(policy, data, ca_pem, agent).await,
-                Ok(None) => return "the server closed the policy stream".to_owned(),
-                Err(e) => return e.to_string(),
-            },
-            _ = heartbeat.tick() => {
-                let report = Heartbeat {
-                    version: VERSION.to_owned(),
-                    os: os.to_owned(),
-                    policy_version: agent.policy_version(),
-                    counters: report_counters(agent, spool),
-                };
-                if let Err(e) = uplink.clone().heartbeat(&report).await {
-                    return e.to_string();
-                }
-            },
-            _ = upload.tick() => {
-                if let Err(e) = send_spooled(&mut sender, spool).await {
-                    return e.to_string();
-                }
-            },
-        }
+/// The agent as its server sees it: counters, the policy in force, and where new policies go.
+struct Enforcer {
+    agent: Arc<Agent>,
+    data: PathBuf,
+    ca_pem: String,
+}
+
+impl Endpoint for Enforcer {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.agent.counters().snapshot()
+    }
+
+    fn policy_version(&self) -> Option<i64> {
+        self.agent.policy_version()
+    }
+
+    fn enforces(&self) -> bool {
+        true
+    }
+
+    async fn receive(&self, policy: Policy) {
+        receive(policy, &self.data, &self.ca_pem, &self.agent).await;
     }
 }
 
@@ -162,41 +134,6 @@ async fn receive(policy: Policy, data: &Path, ca_pem: &str, agent: &Arc<Agent>) 
         Ok(Err(e)) => tracing::warn!(error = %e, "the kernel refused the policy's chains"),
         Err(e) => tracing::warn!(error = %e, "applying the policy failed"),
     }
-}
-
-/// Sends everything in the spool, a batch at a time, each deleted once acknowledged.
-async fn send_spooled(uplink: &mut Uplink, spool: &Mutex<Spool>) -> Result<(), UplinkError> {
-    loop {
-        let batch = match spool.lock() {
-            Ok(mut spool) => spool.peek(BATCH).unwrap_or_default(),
-            Err(_) => return Ok(()),
-        };
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-            return Ok(());
-        };
-        let (first, last) = (first.seq, last.seq);
-        uplink.send_batch(first, &batch).await?;
-        if let Ok(mut spool) = spool.lock() {
-            if let Err(e) = spool.ack(last) {
-                tracing::warn!(error = %e, "acknowledged events could not be deleted");
-            }
-        }
-    }
-}
-
-fn report_counters(agent: &Agent, spool: &Mutex<Spool>) -> HashMap<String, u64> {
-    let mut counters: HashMap<String, u64> = agent
-        .counters()
-        .snapshot()
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
-    if let Ok(spool) = spool.lock() {
-        let stats = spool.stats();
-        counters.insert("spool_pending".to_owned(), stats.pending_events);
-        counters.insert("spool_evicted".to_owned(), stats.evicted_events);
-    }
-    counters
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use palisade_agent::decide::{ActivePolicy, Shared};
 use palisade_agent::identity::ProcIdentity;
 use palisade_agent::intercept::Enforcement;
 use palisade_agent::process::ProcessLookup;
-use palisade_agent::spool::{Spool, SpoolConfig};
-use palisade_agent::uplink::{self, About, Identity};
 use palisade_agent::{files, managed};
+
+use crate::enroll::{self, ServerArgs};
 
 /// How often a standalone agent looks whether its policy file changed.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
@@ -28,15 +28,9 @@ pub struct AgentArgs {
     /// Run standalone with this policy file, reloaded whenever it changes.
     #[arg(long, conflicts_with = "server", required_unless_present = "server")]
     policy: Option<PathBuf>,
-    /// Run managed by this server's agent gateway (`https://HOST:PORT`).
-    #[arg(long)]
-    server: Option<String>,
-    /// The enrollment token, needed on the first start of a managed agent only.
-    #[arg(long, env = "PALISADE_ENROLL_TOKEN", requires = "server")]
-    enroll_token: Option<String>,
-    /// The server's CA certificate (its `DIR/ca.pem`), needed to enroll.
-    #[arg(long, requires = "server")]
-    ca: Option<PathBuf>,
+    /// The server, enrollment and spool options.
+    #[command(flatten)]
+    managed: ServerArgs,
     /// `enforce`: hold and decide every new connection in the kernel; `monitor`: change nothing
     /// in the kernel, observe new connections (conntrack events) and record what the policy
     /// would decide.
@@ -52,9 +46,6 @@ pub struct AgentArgs {
     /// silent.
     #[arg(long, value_enum, default_value_t = Block::Reject)]
     block: Block,
-    /// The spool's size bound; the oldest events are evicted (and counted) beyond it.
-    #[arg(long, default_value_t = 256)]
-    spool_max_mb: u64,
 }
 
 /// How the agent treats the kernel.
@@ -88,18 +79,17 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let spool = Spool::open(
-        &args.data.join("spool"),
-        SpoolConfig {
-            max_bytes: args.spool_max_mb.saturating_mul(1 << 20),
-            ..SpoolConfig::default()
-        },
-    )
-    .context("opening the spool")?;
-    let spool = Arc::new(Mutex::new(spool));
+    let spool = Arc::new(Mutex::new(enroll::open_spool(&args.data, &args.managed)?));
     let shared = Arc::new(Shared::new(NAMES));
-    let identity = match &args.server {
-        Some(server) => Some(runtime.block_on(identity(server, &args))?),
+    let identity = match &args.managed.server {
+        Some(server) => {
+            let (identity, joined) =
+                runtime.block_on(enroll::identity(server, &args.managed, &args.data))?;
+            if let Some(group) = joined {
+                println!("enrolled as {} in group {group}", identity.agent_id);
+            }
+            Some(identity)
+        }
         None => None,
     };
     if let Some(path) = &args.policy {
@@ -145,7 +135,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     println!("palisade agent {doing}; data in {}", args.data.display());
     let outcome = runtime.block_on(async {
-        match (&args.policy, &args.server, identity) {
+        match (&args.policy, &args.managed.server, identity) {
             (Some(path), _, _) => {
                 tokio::select! {
                     r = crate::server::shutdown_signal() => r,
@@ -174,47 +164,6 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     agent.stop().context("removing the agent's chains")?;
     outcome?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The identity kept in the data directory, or a new one from enrolling with the token.
-async fn identity(server: &str, args: &AgentArgs) -> anyhow::Result<Identity> {
-    let dir = args.data.join("identity");
-    if let Ok(identity) = Identity::load(&dir) {
-        return Ok(identity);
-    }
-    let token = args
-        .enroll_token
-        .as_deref()
-        .context("this agent is not enrolled yet: give --enroll-token")?;
-    let ca = args
-        .ca
-        .as_deref()
-        .context("give --ca, the server's ca.pem, to enroll")?;
-    let ca_pem =
-        std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
-    let about = About {
-        hostname: hostname(),
-        os: std::env::consts::OS.to_owned(),
-        version: managed::VERSION.to_owned(),
-    };
-    let enrolled = uplink::enroll(server, &ca_pem, token, &about)
-        .await
-        .context("enrolling")?;
-    enrolled
-        .identity
-        .save(&dir)
-        .context("keeping the identity")?;
-    println!(
-        "enrolled as {} in group {}",
-        enrolled.identity.agent_id, enrolled.group
-    );
-    Ok(enrolled.identity)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// Reloads the policy file whenever its modification time changes; an invalid new version is

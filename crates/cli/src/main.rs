@@ -4,6 +4,7 @@
 //! Layout:
 //! - `main`: the command line and exit codes.
 //! - [`agent`]: `palisade agent`, the endpoint daemon, standalone or managed.
+//! - [`enroll`]: the options, identity and spool that a managed agent and a managed sensor share.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
@@ -13,6 +14,7 @@
 
 mod agent;
 mod analyze;
+mod enroll;
 mod policy;
 mod sensor;
 mod server;

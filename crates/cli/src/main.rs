@@ -5,6 +5,7 @@
 //! - `main`: the command line and exit codes.
 //! - [`agent`]: `palisade agent`, the endpoint daemon, standalone or managed.
 //! - [`enroll`]: the options, identity and spool that a managed agent and a managed sensor share.
+//! - [`flow_event`]: a sensor's flow record as a connection event for its server.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
@@ -15,6 +16,7 @@
 mod agent;
 mod analyze;
 mod enroll;
+mod flow_event;
 mod policy;
 mod sensor;
 mod server;

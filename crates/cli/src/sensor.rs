@@ -5,24 +5,33 @@
 //! to standard output or appended to `--output FILE`. SIGINT or SIGTERM writes the flows still
 //! open, prints the totals to standard error and exits 0 (a second signal exits at once).
 //!
+//! With `--server` the sensor is managed like an agent ([`crate::enroll`]): enrolled once with
+//! `--enroll-token`, its identity kept in `--data`, each ended flow becomes a connection event
+//! ([`crate::flow_event`]) in the spool, sent and acknowledged over the same uplink as the
+//! agent's ([`palisade_agent::session`]), with heartbeats carrying the sensor's counters. It
+//! opens no policy stream: a sensor enforces nothing. Records then go to `--output` only, when
+//! given, not to standard output. At the signal the last flows are spooled and sent (for up to
+//! [`LAST_UPLOAD`]); what does not go stays in the spool for the next start.
+//!
 //! Frames are stamped with the clock when they are read (the only clock read). When no frame
 //! comes for [`TICK`], the flow table is moved to the current time so idle flows still end.
 //!
 //! Exit codes: 0 after SIGINT or SIGTERM; 2 for an unknown or non-Ethernet interface; 1 when the
 //! capture cannot start (not root, no CAP_NET_RAW) or stops, or the output cannot be written.
-//!
-//! Not yet: enrollment with the server (step 4); records are only written locally.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
+use palisade_agent::files;
+use palisade_agent::session::{self, Endpoint, Link};
+use palisade_agent::spool::Spool;
 use palisade_dpi::analyzer::{Analyzer, Totals};
 use palisade_dpi::capture::{Frame, LinkType};
 use palisade_dpi::devices::{self, Devices};
@@ -32,9 +41,14 @@ use pnet_datalink::{Channel, NetworkInterface};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::analyze::{write_counts, write_json_line, write_totals};
+use crate::enroll::{self, ServerArgs};
+use crate::flow_event::flow_event;
 
 /// How long a read waits for a frame before idle flows are expired and signals checked.
 pub const TICK: Duration = Duration::from_millis(500);
+
+/// How long a stopping sensor tries to send what its spool holds.
+pub const LAST_UPLOAD: Duration = Duration::from_secs(5);
 
 /// Largest frame read whole: a 64 KiB packet that the kernel merged (GRO) plus headers. Longer
 /// frames are cut to this length (their flows count what their IP headers say).
@@ -54,6 +68,13 @@ pub struct SensorArgs {
     /// Append the records to this file instead of writing them to standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// The server, enrollment and spool options: with `--server`, flows go to the server.
+    #[command(flatten)]
+    managed: ServerArgs,
+    /// Where a managed sensor keeps its identity and spool (mode 0700); not the agent's, so
+    /// both can run on one host.
+    #[arg(long, default_value = "/var/lib/palisade-sensor", requires = "server")]
+    data: PathBuf,
     /// Most flows tracked at once; the least recently seen is evicted (and counted) beyond it.
     #[arg(long, default_value_t = FlowConfig::default().max_flows)]
     max_flows: usize,
@@ -113,7 +134,15 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Err(err).with_context(|| format!("cannot capture on {name}")),
     };
 
-    let mut output = Output::open(args.output.as_ref())?;
+    let mut shipping = match &args.managed.server {
+        Some(server) => Some(Shipping::start(server, &args)?),
+        None => None,
+    };
+    let mut output = match (&args.output, &shipping) {
+        (None, Some(_)) => None,
+        (path, _) => Some(Output::open(path.as_ref())?),
+    };
+    let counters = shipping.as_ref().map(|s| s.counters.clone());
     let mut analyzer = Analyzer::new(FlowConfig {
         max_flows: args.max_flows.max(1),
         ..FlowConfig::default()
@@ -142,6 +171,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                     last.clear();
                     last.extend_from_slice(data);
                 }
+                if let Some(counters) = &counters {
+                    counters.frames.fetch_add(1, Ordering::Relaxed);
+                }
                 let frame = Frame {
                     ts_ns: now_ns(),
                     link: LinkType::Ethernet,
@@ -162,6 +194,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                 ) =>
             {
                 analyzer.advance(now_ns(), &mut |record| ended.push(record));
+                if let Some(shipping) = &shipping {
+                    shipping.idle();
+                }
             }
             Err(err) => {
                 failure = Some(err);
@@ -169,16 +204,180 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if !ended.is_empty() {
-            output.write(&devices, ended.drain(..))?;
+            deliver(&mut ended, &devices, output.as_mut(), shipping.as_mut())?;
         }
     }
 
     let totals = analyzer.finish(&mut |record| ended.push(record));
-    output.write(&devices, ended.drain(..))?;
+    deliver(&mut ended, &devices, output.as_mut(), shipping.as_mut())?;
+    if let Some(shipping) = shipping {
+        shipping.stop();
+    }
     print_totals(&totals, &devices, loopback_copies).context("cannot write the totals")?;
     match failure {
         None => Ok(ExitCode::SUCCESS),
         Some(err) => Err(err).with_context(|| format!("capture on {name} stopped")),
+    }
+}
+
+/// Hands the ended flows to the server's spool and to the output, whichever there are.
+fn deliver(
+    ended: &mut Vec<FlowRecord>,
+    devices: &Devices,
+    output: Option<&mut Output>,
+    shipping: Option<&mut Shipping>,
+) -> anyhow::Result<()> {
+    if let Some(shipping) = shipping {
+        shipping.spool(ended);
+    }
+    match output {
+        Some(output) => output.write(devices, ended.drain(..)),
+        None => {
+            ended.clear();
+            Ok(())
+        }
+    }
+}
+
+/// A managed sensor's link to its server: the spool its flows go to and the session (on a
+/// thread of its own) that sends them.
+struct Shipping {
+    runtime: tokio::runtime::Runtime,
+    session: tokio::task::JoinHandle<()>,
+    link: Link,
+    spool: Arc<Mutex<Spool>>,
+    counters: Arc<Counters>,
+}
+
+impl Shipping {
+    /// Opens the spool, enrolls on the first start (or loads the identity kept) and starts the
+    /// session.
+    fn start(server: &str, args: &SensorArgs) -> anyhow::Result<Shipping> {
+        // The session says on standard error when the server cannot be reached.
+        tracing_subscriber::fmt()
+            .with_writer(io::stderr)
+            .try_init()
+            .ok();
+        files::create_private_dir(&args.data)
+            .with_context(|| format!("creating {}", args.data.display()))?;
+        let spool = Arc::new(Mutex::new(enroll::open_spool(&args.data, &args.managed)?));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let (identity, joined) =
+            runtime.block_on(enroll::identity(server, &args.managed, &args.data))?;
+        if let Some(group) = joined {
+            eprintln!(
+                "palisade sensor: enrolled as {} in group {group}",
+                identity.agent_id
+            );
+        }
+        let link = Link {
+            server: server.to_owned(),
+            identity,
+            os: std::env::consts::OS.to_owned(),
+        };
+        let counters = Arc::new(Counters::default());
+        let session = runtime.spawn(session::run(link.clone(), counters.clone(), spool.clone()));
+        Ok(Shipping {
+            runtime,
+            session,
+            link,
+            spool,
+            counters,
+        })
+    }
+
+    /// Appends one event per flow to the spool; a flow that cannot be spooled is counted.
+    fn spool(&mut self, records: &[FlowRecord]) {
+        self.counters.flows.fetch_add(
+            records.len().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let Ok(mut spool) = self.spool.lock() else {
+            return;
+        };
+        for record in records {
+            let event = flow_event(record, spool.next_seq());
+            match spool.append(&event) {
+                Ok(()) => {
+                    self.counters.events_spooled.fetch_add(1, Ordering::Relaxed);
+                }
+                // Said once; the heartbeats count them all.
+                Err(e) => {
+                    if self.counters.spool_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("palisade sensor: a flow could not be spooled: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forces what was spooled to the disk once its interval has passed.
+    fn idle(&self) {
+        if let Ok(mut spool) = self.spool.lock() {
+            if let Err(e) = spool.sync_if_due() {
+                eprintln!("palisade sensor: the spool could not be written: {e}");
+            }
+        }
+    }
+
+    /// Stops the session and sends what the spool holds, for up to [`LAST_UPLOAD`]; what is
+    /// not sent stays in the spool for the next start.
+    fn stop(self) {
+        self.session.abort();
+        if let Ok(mut spool) = self.spool.lock() {
+            if let Err(e) = spool.sync() {
+                eprintln!("palisade sensor: the spool could not be written: {e}");
+            }
+        }
+        let sent = self.runtime.block_on(async {
+            tokio::time::timeout(LAST_UPLOAD, session::send_all(&self.link, &self.spool)).await
+        });
+        let left = self
+            .spool
+            .lock()
+            .map(|s| s.stats().pending_events)
+            .unwrap_or(0);
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("palisade sensor: {left} flows stay in the spool for the next start: {e}")
+            }
+            Err(_) => eprintln!(
+                "palisade sensor: {left} flows stay in the spool for the next start: the server \
+                 did not take them within {} s",
+                LAST_UPLOAD.as_secs()
+            ),
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+/// What a managed sensor reports in its heartbeats.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Frames read (a loopback frame's second copy not counted).
+    frames: AtomicU64,
+    /// Flows ended.
+    flows: AtomicU64,
+    /// Flows appended to the spool.
+    events_spooled: AtomicU64,
+    /// Flows that could not be written to the spool.
+    spool_errors: AtomicU64,
+}
+
+impl Endpoint for Counters {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("frames", get(&self.frames)),
+            ("flows", get(&self.flows)),
+            ("events_spooled", get(&self.events_spooled)),
+            ("spool_errors", get(&self.spool_errors)),
+        ]
     }
 }
 

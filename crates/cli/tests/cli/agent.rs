@@ -172,13 +172,13 @@ impl Drop for Agent {
 
 /// `limit` from now.
 #[allow(clippy::disallowed_methods)]
-fn after(limit: Duration) -> Instant {
+pub fn after(limit: Duration) -> Instant {
     Instant::now() + limit
 }
 
 /// Whether `deadline` has passed.
 #[allow(clippy::disallowed_methods)]
-fn passed(deadline: Instant) -> bool {
+pub fn passed(deadline: Instant) -> bool {
     Instant::now() >= deadline
 }
 

@@ -5,10 +5,11 @@
 //!
 //! A device in the namespace announces itself (mDNS or DHCP), asks the host end for a name over
 //! DNS and makes an HTTP request to it; the sensor on the host end must write those flows, each
-//! naming the device.
+//! naming the device. A managed sensor must deliver them to its server instead, and keep its
+//! identity across a restart.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::agent::{after, passed};
+use crate::install::Node;
 use crate::lab::{Cleanup, Lab, ip};
 
 const SKIP: &str = "skipped: set PALISADE_ROOT_TESTS=1 (needs root)";
@@ -155,6 +158,130 @@ fn a_device_named_by_dhcp_is_the_client_of_its_flows_appended_to_a_file() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_sensor_ships_its_flows_to_its_server_and_keeps_its_identity() {
+    if !root_tests() {
+        println!("{SKIP}");
+        return;
+    }
+    let lab = Lab::new("sensor", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir(&server_dir).unwrap();
+    let node = Node::start(
+        &server_dir,
+        None,
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        dir.path().join("server.log"),
+    );
+    let token = node.enrollment_token().await;
+    let data = dir.path().join("sensor");
+    let data = data.to_str().unwrap();
+    let ca = node.ca.to_str().unwrap();
+    let host = lab.host_ip.to_string();
+
+    // First start: enrolls with the token.
+    let (http, http_port) = http_server(lab.host_ip);
+    let (sensor, before) = Sensor::start_with(
+        &lab.host_if,
+        &[
+            "--server",
+            &node.grpc,
+            "--enroll-token",
+            &token,
+            "--ca",
+            ca,
+            "--data",
+            data,
+        ],
+    );
+    assert!(
+        before.iter().any(|l| l.contains("enrolled as ")),
+        "{before:?}"
+    );
+    lab.device(HTTP, &[&host, &http_port.to_string()]);
+    let client = http.join().unwrap();
+    let (status, stdout, stderr) = sensor.stop();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stdout.is_empty(), "records go to the server: {stdout}");
+    assert!(!stderr.contains("stay in the spool"), "{stderr}");
+
+    let agents = node.get("/api/v1/agents").await;
+    assert_eq!(agents.as_array().unwrap().len(), 1, "{agents}");
+    let sensor_id = agents[0]["id"].as_str().unwrap().to_owned();
+    let event = stored_flow(&node, &sensor_id, http_port).await;
+    let conn = &event["connection"];
+    assert_eq!(conn["src_ip"], lab.ns_ip.to_string(), "{event}");
+    assert_eq!(conn["src_port"], client.port(), "{event}");
+    assert_eq!(conn["dst_ip"], host.as_str(), "{event}");
+    assert_eq!(conn["protocol"], "tcp", "{event}");
+    assert_eq!(conn["direction"], "outbound", "{event}");
+    assert_eq!(conn["domain"], HTTP_HOST, "{event}");
+    assert_eq!(event["http_host"], HTTP_HOST, "{event}");
+    assert!(conn.get("app_path").is_none(), "{event}");
+    assert_eq!(event["action"], "allow", "{event}");
+    let traffic = &event["traffic"];
+    // The request (headers and all) went out, the answer came in, both with the handshake.
+    assert!(traffic["bytes_out"].as_u64() > Some(100), "{event}");
+    assert!(traffic["bytes_in"].as_u64() > Some(60), "{event}");
+    assert!(traffic["packets_out"].as_u64() >= Some(3), "{event}");
+    assert!(traffic["packets_in"].as_u64() >= Some(2), "{event}");
+
+    // Second start: the identity kept in --data is enough, no token and no CA.
+    let (http, http_port) = http_server(lab.host_ip);
+    let (sensor, before) =
+        Sensor::start_with(&lab.host_if, &["--server", &node.grpc, "--data", data]);
+    assert!(
+        !before.iter().any(|l| l.contains("enrolled as ")),
+        "{before:?}"
+    );
+    lab.device(HTTP, &[&host, &http_port.to_string()]);
+    http.join().unwrap();
+    // Its heartbeats carry the sensor's counters.
+    let until = after(Duration::from_secs(20));
+    loop {
+        let about = node.get(&format!("/api/v1/agents/{sensor_id}")).await;
+        if about["counters"]["frames"].is_u64() && about["counters"]["spool_pending"].is_u64() {
+            break;
+        }
+        assert!(!passed(until), "no heartbeat with the counters: {about}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _, stderr) = sensor.stop();
+    assert!(status.success(), "{status}: {stderr}");
+    let event = stored_flow(&node, &sensor_id, http_port).await;
+    assert_eq!(event["connection"]["src_ip"], lab.ns_ip.to_string());
+    let agents = node.get("/api/v1/agents").await;
+    assert_eq!(
+        agents.as_array().unwrap().len(),
+        1,
+        "enrolled again: {agents}"
+    );
+}
+
+/// The event that `sensor` sent for the flow to port `port`, once the server stored it.
+async fn stored_flow(node: &Node, sensor: &str, port: u16) -> Value {
+    let until = after(Duration::from_secs(20));
+    loop {
+        let events = node.get(&format!("/api/v1/events?agent={sensor}")).await;
+        let found: Vec<&Value> = events["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["connection"]["dst_port"] == port)
+            .collect();
+        if let [event] = found.as_slice() {
+            return (*event).clone();
+        }
+        assert!(found.len() < 2, "one flow, reported twice: {events}");
+        assert!(
+            !passed(until),
+            "the flow to port {port} never reached the server: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[test]
 fn capturing_needs_root_or_cap_net_raw() {
     if !root_tests() {
@@ -235,6 +362,17 @@ while http.recv(4096):
 http.close()
 "#;
 
+/// Sent from inside the namespace: an HTTP request for HTTP_HOST to the host end (argv 1) port
+/// argv 2.
+const HTTP: &str = r#"
+import socket, sys
+http = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+http.sendall(b"GET /status HTTP/1.1\r\nHost: device-test.example\r\nUser-Agent: sensor-test\r\n\r\n")
+while http.recv(4096):
+    pass
+http.close()
+"#;
+
 /// Sent from inside the namespace: a DHCPREQUEST broadcast on interface argv 4 with MAC argv 5,
 /// naming the device argv 1 and asking for its address argv 6; then an HTTP request to the host
 /// end (argv 2) port argv 3.
@@ -268,14 +406,25 @@ struct Sensor {
 }
 
 impl Sensor {
-    /// Starts `palisade sensor` on `interface` and waits until it says it is capturing.
+    /// Starts `palisade sensor` on `interface` and waits until it says it is capturing, which
+    /// must be the first thing it says.
     fn start(interface: &str, output: Option<&Path>) -> Sensor {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
-        command.args(["sensor", "--interface", interface]);
-        if let Some(output) = output {
-            command.arg("--output").arg(output);
-        }
-        let mut child = command
+        let output = output.map(|path| path.to_str().unwrap());
+        let args = match output {
+            Some(path) => vec!["--output", path],
+            None => Vec::new(),
+        };
+        let (sensor, before) = Sensor::start_with(interface, &args);
+        assert!(before.is_empty(), "{before:?}");
+        sensor
+    }
+
+    /// Starts `palisade sensor` on `interface` with `args` and waits until it says it is
+    /// capturing; returns what it said before.
+    fn start_with(interface: &str, args: &[&str]) -> (Sensor, Vec<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["sensor", "--interface", interface])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -292,12 +441,17 @@ impl Sensor {
             }
         });
         let sensor = Sensor { child, stderr };
-        let first = sensor.stderr.recv_timeout(Duration::from_secs(20)).unwrap();
-        assert!(
-            first.starts_with(&format!("palisade sensor: capturing on {interface}")),
-            "{first}"
-        );
-        sensor
+        let mut before = Vec::new();
+        loop {
+            let line = sensor
+                .stderr
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|e| panic!("{e}: no capture started after {before:?}"));
+            if line.starts_with(&format!("palisade sensor: capturing on {interface}")) {
+                return (sensor, before);
+            }
+            before.push(line);
+        }
     }
 
     /// Sends SIGTERM once the last frames are in, and returns how the sensor exited, its
@@ -356,12 +510,13 @@ fn dns_server(ip: Ipv4Addr) -> thread::JoinHandle<()> {
     })
 }
 
-/// Answers one HTTP request on `ip`, on a port of its own choosing (returned).
-fn http_server(ip: Ipv4Addr) -> (thread::JoinHandle<()>, u16) {
+/// Answers one HTTP request on `ip`, on a port of its own choosing (returned); the thread returns
+/// the client's address.
+fn http_server(ip: Ipv4Addr) -> (thread::JoinHandle<SocketAddr>, u16) {
     let listener = TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+        let (mut stream, client) = listener.accept().unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -375,6 +530,7 @@ fn http_server(ip: Ipv4Addr) -> (thread::JoinHandle<()>, u16) {
         stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             .unwrap();
+        client
     });
     (handle, port)
 }

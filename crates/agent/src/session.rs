@@ -162,3 +162,60 @@ fn report_counters<E: Endpoint>(endpoint: &E, spool: &Mutex<Spool>) -> HashMap<S
     }
     counters
 }
+
+#[cfg(test)]
+mod tests {
+    use palisade_proto::{Action, Connection, ConnectionEvent, Traffic, Verdict};
+
+    use super::*;
+    use crate::spool::SpoolConfig;
+
+    struct Sensor;
+
+    impl Endpoint for Sensor {
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("frames", 12), ("flows", 3)]
+        }
+    }
+
+    fn event(seq: u64) -> ConnectionEvent {
+        ConnectionEvent {
+            seq,
+            time_ms: 1_700_000_000_000,
+            connection: Connection::default(),
+            pid: None,
+            sni: None,
+            http_host: None,
+            action: Action::Allow,
+            verdict: Verdict::Allow,
+            rule: None,
+            policy_version: None,
+            traffic: Traffic::default(),
+            update_of: None,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_carries_the_endpoints_counters_and_the_spools() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+        for seq in 1..=4 {
+            spool.append(&event(seq)).unwrap();
+        }
+        spool.ack(1).unwrap();
+        let counters = report_counters(&Sensor, &Mutex::new(spool));
+        let expected: HashMap<String, u64> = [
+            ("frames", 12),
+            ("flows", 3),
+            ("spool_pending", 3),
+            ("spool_evicted", 0),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        assert_eq!(counters, expected);
+        // An endpoint that says nothing about policies enforces none.
+        assert!(!Sensor.enforces());
+        assert_eq!(Sensor.policy_version(), None);
+    }
+}

@@ -9,7 +9,7 @@
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
-//!   naming its client device.
+//!   naming its client device, written locally or sent to a server.
 //! - [`server`]: `palisade server` and `palisade up`, one central node.
 //! - [`simulate`]: `palisade simulate`, simulated endpoints against a server.
 
@@ -51,7 +51,7 @@ enum Command {
     /// Read a pcap or pcapng capture and print its flows.
     Analyze(analyze::AnalyzeArgs),
     /// Capture on a network interface (mirror port, gateway) and print its flows as they end,
-    /// each naming its client device.
+    /// each naming its client device, or send them to a server (`--server`).
     Sensor(sensor::SensorArgs),
     /// Run one central server node: storage, policies, REST API.
     Server(server::ServerArgs),

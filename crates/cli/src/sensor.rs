@@ -17,7 +17,8 @@
 //! comes for [`TICK`], the flow table is moved to the current time so idle flows still end.
 //!
 //! Exit codes: 0 after SIGINT or SIGTERM; 2 for an unknown or non-Ethernet interface; 1 when the
-//! capture cannot start (not root, no CAP_NET_RAW) or stops, or the output cannot be written.
+//! capture cannot start (not root, no CAP_NET_RAW) or stops, the output cannot be written, or
+//! a managed sensor cannot open its spool or enroll.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -65,7 +66,8 @@ pub struct SensorArgs {
     /// or `lo`.
     #[arg(long, short = 'i')]
     interface: String,
-    /// Append the records to this file instead of writing them to standard output.
+    /// Append the records to this file instead of writing them to standard output (with
+    /// `--server`, records are written only when this is given).
     #[arg(long)]
     output: Option<PathBuf>,
     /// The server, enrollment and spool options: with `--server`, flows go to the server.

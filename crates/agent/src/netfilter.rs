@@ -19,8 +19,9 @@
 //! conntrack counts each packet of the original direction before the filter table sees it, so
 //! at `OUTPUT` the SYN is packet 1, the client's handshake ACK packet 2 and the first data packet
 //! 3; packets 3 and 4 are copied (the second one may be a bare ACK, or the rest of a request
-//! split in two), unless they open, close or reset it (a connection that sends nothing has
-//! nothing to name, and its FIN would be packet 3). Counting needs conntrack accounting, which the `connbytes` match switches on;
+//! split in two), unless they carry no data (no longer than the longest bare IP and TCP
+//! headers) or close or reset it: a connection that sends nothing has nothing to name, and its
+//! FIN or bare ACK would be packet 3. Counting needs conntrack accounting, which the `connbytes` match switches on;
 //! connections tracked before it was on are not counted and not copied. Only the original
 //! direction is copied (`--ctdir ORIGINAL`), so the answers of a server on this host to a local
 //! client are not.
@@ -76,6 +77,15 @@ impl Family {
         match self {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",
+        }
+    }
+
+    /// The longest packet without payload: an IP header without options and a TCP header with
+    /// the most options. Longer packets carry data (or IP options, rarely).
+    fn longest_bare_tcp(self) -> u16 {
+        match self {
+            Family::V4 => 20 + 60,
+            Family::V6 => 40 + 60,
         }
     }
 
@@ -170,7 +180,8 @@ impl Chains {
         );
         if names {
             *s += &format!(
-                "-A {chain} -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark {} -m conntrack --ctdir ORIGINAL -m connbytes --connbytes {NAMED_PACKETS} --connbytes-dir original --connbytes-mode packets -j NFLOG --nflog-group {NAMES_GROUP} --nflog-size {COPY_LEN}\n",
+                "-A {chain} -p tcp --tcp-flags SYN,FIN,RST NONE -m length --length {}:65535 -m connmark --mark {} -m conntrack --ctdir ORIGINAL -m connbytes --connbytes {NAMED_PACKETS} --connbytes-dir original --connbytes-mode packets -j NFLOG --nflog-group {NAMES_GROUP} --nflog-size {COPY_LEN}\n",
+                family.longest_bare_tcp() + 1,
                 m(Enforcement::Allow)
             );
         }
@@ -322,6 +333,10 @@ mod tests {
                 "-m connmark --mark 0x4000000/0xc000000 ",
                 "--ctdir ORIGINAL ",
                 "--tcp-flags SYN,FIN,RST NONE ",
+                &format!(
+                    "-m length --length {}:65535 ",
+                    family.longest_bare_tcp() + 1
+                ),
                 "--connbytes 3:4 --connbytes-dir original --connbytes-mode packets ",
                 "--nflog-group 20545 --nflog-size 4096",
             ] {

@@ -16,6 +16,7 @@
 //! - [`managed`] (Linux): a managed agent's policies, over its [`session`] with the server.
 //! - [`names`]: the address → domain-name cache learned from DNS answers, TLS server names and
 //!   HTTP hosts, so domain rules apply to connections made to addresses.
+//! - `netlink`: netlink framing shared by the conntrack and NFLOG readers.
 //! - [`netfilter`] (Linux): the agent's own firewall chains, installed and removed.
 //! - [`nflog`]: copies of the first data packets of allowed outbound connections, which the
 //!   kernel sends over netlink (NFLOG) without holding them.
@@ -49,6 +50,7 @@ pub mod managed;
 pub mod names;
 #[cfg(target_os = "linux")]
 pub mod netfilter;
+mod netlink;
 pub mod nflog;
 #[cfg(target_os = "linux")]
 pub mod nfqueue;

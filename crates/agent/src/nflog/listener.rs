@@ -6,9 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::COPY_LEN;
-use super::parse::{
-    Message, Messages, NFGENMSG_LEN, NFNL_SUBSYS_ULOG, NLA_HDRLEN, NLMSG_HDRLEN, packets,
-};
+use super::parse::{Message, Messages, NFNL_SUBSYS_ULOG, packets};
+use crate::netlink::{NFGENMSG_LEN, NLA_HDRLEN, NLMSG_HDRLEN};
 
 /// A receive buffer that holds any single datagram the kernel sends to the group.
 pub const RECV_BUFFER_LEN: usize = 64 * 1024;

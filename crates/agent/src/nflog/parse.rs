@@ -3,6 +3,10 @@
 //!
 //! Netlink headers and attribute headers are in the host's byte order.
 
+use crate::netlink::{
+    NFGENMSG_LEN, NLA_HDRLEN, NLA_TYPE_MASK, NLMSG_HDRLEN, align4, ne_u16, ne_u32,
+};
+
 /// Why bytes are not a valid nfnetlink_log datagram. Offsets count from the start of the
 /// datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -172,31 +176,6 @@ fn message(offset: usize, kind: u16, seq: u32, body: &[u8]) -> Result<Message<'_
     })
 }
 
-fn align4(len: usize) -> usize {
-    len.saturating_add(3) & !3
-}
-
-/// A host-order `u16` at `at`; 0 when the bytes are not there (callers check lengths first).
-fn ne_u16(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..at + 2)
-        .and_then(|b| <[u8; 2]>::try_from(b).ok())
-        .map_or(0, u16::from_ne_bytes)
-}
-
-/// A host-order `u32` at `at`; 0 when the bytes are not there (callers check lengths first).
-fn ne_u32(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, u32::from_ne_bytes)
-}
-
-pub(super) const NLMSG_HDRLEN: usize = 16;
-pub(super) const NFGENMSG_LEN: usize = 4;
-pub(super) const NLA_HDRLEN: usize = 4;
-/// Clears `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` from an attribute type.
-const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLMSG_ERROR: u16 = 2;
 
 /// The netfilter subsystem of NFLOG (`NFNL_SUBSYS_ULOG`).

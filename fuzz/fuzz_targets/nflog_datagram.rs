@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade_agent::server_name::{self, Namer};
 use palisade_agent::nflog;
+use palisade_agent::server_name::{self, Namer};
 use palisade_proto::{Direction, Protocol};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
-use super::CtEvent;
-use super::parse::Messages;
+use super::parse::event;
+use super::{CtError, CtEvent};
+use crate::netlink::Messages;
 
 /// A receive buffer that holds any single datagram the kernel sends on these groups.
 pub const RECV_BUFFER_LEN: usize = 64 * 1024;
@@ -125,7 +126,10 @@ pub fn enable_accounting() -> io::Result<()> {
 fn events(datagram: &[u8], malformed: &mut u64) -> Vec<CtEvent> {
     let mut events = Vec::new();
     for message in Messages::new(datagram) {
-        match message.and_then(|message| message.event()) {
+        match message
+            .map_err(CtError::from)
+            .and_then(|message| event(&message))
+        {
             Ok(Some(event)) => events.push(event),
             Ok(None) => {}
             Err(_) => *malformed = malformed.saturating_add(1),

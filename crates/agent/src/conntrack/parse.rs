@@ -7,9 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{Accounting, Counters, CtEvent, Tuple};
-use crate::netlink::{
-    NFGENMSG_LEN, NLA_HDRLEN, NLA_TYPE_MASK, NLMSG_HDRLEN, align4, ne_u16, ne_u32,
-};
+use crate::netlink::{Attr, Framing, Message, Messages};
 
 /// Why bytes are not a valid ctnetlink datagram. Offsets count from the start of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +36,18 @@ pub enum CtError {
     },
 }
 
+impl From<Framing> for CtError {
+    fn from(framing: Framing) -> CtError {
+        match framing {
+            Framing::Truncated { offset } => CtError::Truncated { offset },
+            Framing::BadLength { offset } => CtError::Invalid {
+                offset,
+                what: "netlink message length",
+            },
+        }
+    }
+}
+
 impl CtError {
     /// Where in the datagram the problem is.
     pub fn offset(&self) -> usize {
@@ -58,144 +68,76 @@ impl CtError {
 pub fn parse(bytes: &[u8]) -> Result<Vec<CtEvent>, CtError> {
     let mut events = Vec::new();
     for message in Messages::new(bytes) {
-        if let Some(event) = message?.event()? {
+        if let Some(event) = event(&message?)? {
             events.push(event);
         }
     }
     Ok(events)
 }
 
-/// The messages of a datagram, one by one; a framing error ends the iteration.
-pub(super) struct Messages<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-/// One netlink message whose framing is valid.
-pub(super) struct Message<'a> {
-    offset: usize,
-    kind: u16,
-    flags: u16,
-    /// Everything after the netlink header.
-    body: &'a [u8],
-}
-
-impl<'a> Messages<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Messages { bytes, pos: 0 }
+/// The event `message` announces, if it is one the agent uses.
+pub(super) fn event(message: &Message<'_>) -> Result<Option<CtEvent>, CtError> {
+    if message.kind >> 8 != NFNL_SUBSYS_CTNETLINK {
+        return Ok(None);
     }
-}
+    let destroy = match message.kind & 0xff {
+        IPCTNL_MSG_CT_NEW if message.flags & NLM_F_CREATE != 0 => false,
+        IPCTNL_MSG_CT_DELETE => true,
+        _ => return Ok(None),
+    };
 
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<Message<'a>, CtError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let offset = self.pos;
-        let rest = self.bytes.get(offset..).filter(|rest| !rest.is_empty())?;
-        let header = match rest.get(..NLMSG_HDRLEN) {
-            Some(header) => header,
-            None => return self.fail(CtError::Truncated { offset }),
-        };
-        let len = usize::try_from(ne_u32(header, 0)).unwrap_or(usize::MAX);
-        let kind = ne_u16(header, 4);
-        let flags = ne_u16(header, 6);
-        if len < NLMSG_HDRLEN {
-            return self.fail(CtError::Invalid {
-                offset,
-                what: "netlink message length",
-            });
-        }
-        let Some(body) = rest.get(NLMSG_HDRLEN..len) else {
-            return self.fail(CtError::Truncated { offset });
-        };
-        self.pos = offset.saturating_add(align4(len));
-        Some(Ok(Message {
-            offset,
-            kind,
-            flags,
-            body,
-        }))
-    }
-}
-
-impl Messages<'_> {
-    fn fail<T>(&mut self, error: CtError) -> Option<Result<T, CtError>> {
-        self.pos = self.bytes.len();
-        Some(Err(error))
-    }
-}
-
-impl Message<'_> {
-    /// The event this message announces, if it is one the agent uses.
-    pub(super) fn event(&self) -> Result<Option<CtEvent>, CtError> {
-        if self.kind >> 8 != NFNL_SUBSYS_CTNETLINK {
-            return Ok(None);
-        }
-        let destroy = match self.kind & 0xff {
-            IPCTNL_MSG_CT_NEW if self.flags & NLM_F_CREATE != 0 => false,
-            IPCTNL_MSG_CT_DELETE => true,
-            _ => return Ok(None),
-        };
-        let attrs_offset = self.offset + NLMSG_HDRLEN + NFGENMSG_LEN;
-        let Some(attrs) = self.body.get(NFGENMSG_LEN..) else {
-            return Err(CtError::Truncated {
-                offset: self.offset,
-            });
-        };
-
-        let mut orig = None;
-        let mut id = None;
-        let mut mark = 0;
-        let mut counters_orig = None;
-        let mut counters_reply = None;
-        let mut start_ns = None;
-        let mut stop_ns = None;
-        for attr in Attrs::new(attrs, attrs_offset) {
-            let attr = attr?;
-            match attr.kind {
-                CTA_TUPLE_ORIG => orig = Some(tuple(&attr)?),
-                CTA_ID => id = Some(attr.be_u32()?),
-                CTA_MARK => mark = attr.be_u32()?,
-                CTA_COUNTERS_ORIG => counters_orig = Some(counters(&attr)?),
-                CTA_COUNTERS_REPLY => counters_reply = Some(counters(&attr)?),
-                CTA_TIMESTAMP => {
-                    for inner in attr.nested() {
-                        let inner = inner?;
-                        match inner.kind {
-                            CTA_TIMESTAMP_START => start_ns = Some(inner.be_u64()?),
-                            CTA_TIMESTAMP_STOP => stop_ns = Some(inner.be_u64()?),
-                            _ => {}
-                        }
+    let mut orig = None;
+    let mut id = None;
+    let mut mark = 0;
+    let mut counters_orig = None;
+    let mut counters_reply = None;
+    let mut start_ns = None;
+    let mut stop_ns = None;
+    for attr in message.attrs()? {
+        let attr = attr?;
+        match attr.kind {
+            CTA_TUPLE_ORIG => orig = Some(tuple(&attr)?),
+            CTA_ID => id = Some(attr.be_u32()?),
+            CTA_MARK => mark = attr.be_u32()?,
+            CTA_COUNTERS_ORIG => counters_orig = Some(counters(&attr)?),
+            CTA_COUNTERS_REPLY => counters_reply = Some(counters(&attr)?),
+            CTA_TIMESTAMP => {
+                for inner in attr.nested() {
+                    let inner = inner?;
+                    match inner.kind {
+                        CTA_TIMESTAMP_START => start_ns = Some(inner.be_u64()?),
+                        CTA_TIMESTAMP_STOP => stop_ns = Some(inner.be_u64()?),
+                        _ => {}
                     }
                 }
-                _ => {}
             }
+            _ => {}
         }
-
-        let missing = |attribute| CtError::Missing {
-            offset: self.offset,
-            attribute,
-        };
-        let orig = orig.ok_or(missing("CTA_TUPLE_ORIG"))?;
-        let id = id.ok_or(missing("CTA_ID"))?;
-        if !destroy {
-            return Ok(Some(CtEvent::New { id, orig, mark }));
-        }
-        let acct = match (counters_orig, counters_reply) {
-            (Some(orig), Some(reply)) => Some(Accounting { orig, reply }),
-            (None, None) => None,
-            (None, Some(_)) => return Err(missing("CTA_COUNTERS_ORIG")),
-            (Some(_), None) => return Err(missing("CTA_COUNTERS_REPLY")),
-        };
-        Ok(Some(CtEvent::Destroy {
-            id,
-            orig,
-            mark,
-            acct,
-            start_ns,
-            stop_ns,
-        }))
     }
+
+    let missing = |attribute| CtError::Missing {
+        offset: message.offset,
+        attribute,
+    };
+    let orig = orig.ok_or(missing("CTA_TUPLE_ORIG"))?;
+    let id = id.ok_or(missing("CTA_ID"))?;
+    if !destroy {
+        return Ok(Some(CtEvent::New { id, orig, mark }));
+    }
+    let acct = match (counters_orig, counters_reply) {
+        (Some(orig), Some(reply)) => Some(Accounting { orig, reply }),
+        (None, None) => None,
+        (None, Some(_)) => return Err(missing("CTA_COUNTERS_ORIG")),
+        (Some(_), None) => return Err(missing("CTA_COUNTERS_REPLY")),
+    };
+    Ok(Some(CtEvent::Destroy {
+        id,
+        orig,
+        mark,
+        acct,
+        start_ns,
+        stop_ns,
+    }))
 }
 
 /// Reads `CTA_TUPLE_ORIG`: `CTA_TUPLE_IP` with both addresses and `CTA_TUPLE_PROTO` with the
@@ -277,24 +219,9 @@ fn counters(attr: &Attr<'_>) -> Result<Counters, CtError> {
     }
 }
 
-/// One attribute: its type (without the nested and byte-order flags) and payload.
-struct Attr<'a> {
-    offset: usize,
-    kind: u16,
-    payload: &'a [u8],
-}
-
-impl<'a> Attr<'a> {
-    fn nested(&self) -> Attrs<'a> {
-        Attrs::new(self.payload, self.offset + NLA_HDRLEN)
-    }
-
-    fn fixed<const N: usize>(&self, what: &'static str) -> Result<[u8; N], CtError> {
-        <[u8; N]>::try_from(self.payload).map_err(|_| CtError::Invalid {
-            offset: self.offset,
-            what,
-        })
-    }
+/// Reading conntrack's values (big-endian, of a fixed size) from attributes.
+trait Value {
+    fn fixed<const N: usize>(&self, what: &'static str) -> Result<[u8; N], CtError>;
 
     fn u8(&self) -> Result<u8, CtError> {
         let [value] = self.fixed::<1>("8-bit value")?;
@@ -322,49 +249,12 @@ impl<'a> Attr<'a> {
     }
 }
 
-/// The attributes in a run of bytes; an error ends the iteration.
-struct Attrs<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    /// Offset of `bytes` in the datagram.
-    base: usize,
-}
-
-impl<'a> Attrs<'a> {
-    fn new(bytes: &'a [u8], base: usize) -> Self {
-        Attrs {
-            bytes,
-            pos: 0,
-            base,
-        }
-    }
-}
-
-impl<'a> Iterator for Attrs<'a> {
-    type Item = Result<Attr<'a>, CtError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.bytes.get(self.pos..).filter(|rest| !rest.is_empty())?;
-        let offset = self.base + self.pos;
-        let len = rest
-            .get(..NLA_HDRLEN)
-            .map_or(0, |header| usize::from(ne_u16(header, 0)));
-        let payload = if len >= NLA_HDRLEN {
-            rest.get(NLA_HDRLEN..len)
-        } else {
-            None
-        };
-        let Some(payload) = payload else {
-            self.pos = self.bytes.len();
-            return Some(Err(CtError::Truncated { offset }));
-        };
-        let kind = ne_u16(rest, 2) & NLA_TYPE_MASK;
-        self.pos = self.pos.saturating_add(align4(len));
-        Some(Ok(Attr {
-            offset,
-            kind,
-            payload,
-        }))
+impl Value for Attr<'_> {
+    fn fixed<const N: usize>(&self, what: &'static str) -> Result<[u8; N], CtError> {
+        <[u8; N]>::try_from(self.payload).map_err(|_| CtError::Invalid {
+            offset: self.offset,
+            what,
+        })
     }
 }
 
@@ -406,6 +296,7 @@ pub(super) mod tests {
     //! Messages built by hand as the kernel lays them out (`ctnetlink_conntrack_event`).
 
     use super::*;
+    use crate::netlink::{NFGENMSG_LEN, NLA_HDRLEN, NLMSG_HDRLEN};
 
     pub(crate) fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let len = u16::try_from(NLA_HDRLEN + payload.len()).unwrap();

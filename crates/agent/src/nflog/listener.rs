@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::COPY_LEN;
-use super::parse::{Message, Messages, NFNL_SUBSYS_ULOG, packets};
+use super::parse::{Message, NFNL_SUBSYS_ULOG, messages, packets};
 use crate::netlink::{NFGENMSG_LEN, NLA_HDRLEN, NLMSG_HDRLEN};
 
 /// A receive buffer that holds any single datagram the kernel sends to the group.
@@ -122,7 +122,7 @@ impl Listener {
         let mut buf = vec![0; RECV_BUFFER_LEN];
         loop {
             let len = self.recv_datagram(&mut buf)?;
-            for message in Messages::new(buf.get(..len).unwrap_or_default()) {
+            for message in messages(buf.get(..len).unwrap_or_default()) {
                 match message {
                     Ok(Message::Ack { seq: acked, error }) if acked == seq => {
                         return match error {

@@ -3,9 +3,7 @@
 //!
 //! Netlink headers and attribute headers are in the host's byte order.
 
-use crate::netlink::{
-    NFGENMSG_LEN, NLA_HDRLEN, NLA_TYPE_MASK, NLMSG_HDRLEN, align4, ne_u16, ne_u32,
-};
+use crate::netlink::{self, Framing, Messages, ne_u32};
 
 /// Why bytes are not a valid nfnetlink_log datagram. Offsets count from the start of the
 /// datagram.
@@ -27,6 +25,18 @@ pub enum NflogError {
     },
 }
 
+impl From<Framing> for NflogError {
+    fn from(framing: Framing) -> NflogError {
+        match framing {
+            Framing::Truncated { offset } => NflogError::Truncated { offset },
+            Framing::BadLength { offset } => NflogError::Invalid {
+                offset,
+                what: "netlink message length",
+            },
+        }
+    }
+}
+
 impl NflogError {
     /// Where in the datagram the problem is.
     pub fn offset(&self) -> usize {
@@ -43,7 +53,7 @@ impl NflogError {
 /// skipped. The first malformed message makes the whole datagram an error.
 pub fn parse(bytes: &[u8]) -> Result<Vec<&[u8]>, NflogError> {
     let mut packets = Vec::new();
-    for message in Messages::new(bytes) {
+    for message in messages(bytes) {
         if let Message::Packet(packet) = message? {
             packets.push(packet);
         }
@@ -56,7 +66,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&[u8]>, NflogError> {
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn packets(datagram: &[u8], malformed: &mut u64) -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
-    for message in Messages::new(datagram) {
+    for message in messages(datagram) {
         match message {
             Ok(Message::Packet(packet)) => packets.push(packet.to_vec()),
             Ok(_) => {}
@@ -85,90 +95,39 @@ pub(super) enum Message<'a> {
 }
 
 /// The messages of a datagram, one by one; a framing error ends the iteration.
-pub(super) struct Messages<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Messages<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Messages { bytes, pos: 0 }
-    }
-
-    fn fail(&mut self, error: NflogError) -> Option<Result<Message<'a>, NflogError>> {
-        self.pos = self.bytes.len();
-        Some(Err(error))
-    }
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<Message<'a>, NflogError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let offset = self.pos;
-        let rest = self.bytes.get(offset..).filter(|rest| !rest.is_empty())?;
-        let Some(header) = rest.get(..NLMSG_HDRLEN) else {
-            return self.fail(NflogError::Truncated { offset });
-        };
-        let len = usize::try_from(ne_u32(header, 0)).unwrap_or(usize::MAX);
-        let kind = ne_u16(header, 4);
-        let seq = ne_u32(header, 8);
-        if len < NLMSG_HDRLEN {
-            return self.fail(NflogError::Invalid {
-                offset,
-                what: "netlink message length",
-            });
-        }
-        let Some(body) = rest.get(NLMSG_HDRLEN..len) else {
-            return self.fail(NflogError::Truncated { offset });
-        };
-        self.pos = offset.saturating_add(align4(len));
-        Some(message(offset, kind, seq, body))
-    }
+pub(super) fn messages(datagram: &[u8]) -> impl Iterator<Item = Result<Message<'_>, NflogError>> {
+    Messages::new(datagram).map(|framed| message(&framed?))
 }
 
 /// Reads one message whose framing is valid.
-fn message(offset: usize, kind: u16, seq: u32, body: &[u8]) -> Result<Message<'_>, NflogError> {
-    if kind == NLMSG_ERROR {
-        let error = body
+fn message<'a>(framed: &netlink::Message<'a>) -> Result<Message<'a>, NflogError> {
+    let offset = framed.offset;
+    if framed.kind == NLMSG_ERROR {
+        let error = framed
+            .body
             .get(..4)
             .map(|b| ne_u32(b, 0))
             .ok_or(NflogError::Truncated { offset })?;
         return Ok(Message::Ack {
-            seq,
+            seq: framed.seq,
             error: i32::from_ne_bytes(error.to_ne_bytes()),
         });
     }
-    if kind != NFULNL_MSG_PACKET_TYPE {
+    if framed.kind != NFULNL_MSG_PACKET_TYPE {
         return Ok(Message::Other);
     }
-    let attrs_offset = offset + NLMSG_HDRLEN + NFGENMSG_LEN;
-    let attrs = body
-        .get(NFGENMSG_LEN..)
-        .ok_or(NflogError::Truncated { offset })?;
     let mut payload = None;
-    let mut pos = 0;
-    while let Some(rest) = attrs.get(pos..).filter(|rest| !rest.is_empty()) {
-        let at = attrs_offset + pos;
-        let len = rest
-            .get(..NLA_HDRLEN)
-            .map_or(0, |header| usize::from(ne_u16(header, 0)));
-        let value = if len >= NLA_HDRLEN {
-            rest.get(NLA_HDRLEN..len)
-        } else {
-            None
-        };
-        let value = value.ok_or(NflogError::Truncated { offset: at })?;
-        if ne_u16(rest, 2) & NLA_TYPE_MASK == NFULA_PAYLOAD {
+    for attr in framed.attrs()? {
+        let attr = attr?;
+        if attr.kind == NFULA_PAYLOAD {
             if payload.is_some() {
                 return Err(NflogError::Invalid {
-                    offset: at,
+                    offset: attr.offset,
                     what: "second packet payload",
                 });
             }
-            payload = Some(value);
+            payload = Some(attr.payload);
         }
-        pos = pos.saturating_add(align4(len));
     }
     payload.map(Message::Packet).ok_or(NflogError::Invalid {
         offset,
@@ -189,6 +148,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::netlink::{NLA_HDRLEN, NLMSG_HDRLEN, align4};
 
     /// One attribute, padded.
     pub(crate) fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
@@ -239,7 +199,7 @@ pub(crate) mod tests {
         let mut body = (-16i32).to_ne_bytes().to_vec();
         body.extend([0; 16]);
         let datagram = message(NLMSG_ERROR, 42, &body);
-        let read: Vec<_> = Messages::new(&datagram).collect();
+        let read: Vec<_> = messages(&datagram).collect();
         assert_eq!(
             read,
             [Ok(Message::Ack {

@@ -7,8 +7,10 @@
 //!
 //! Threads: one per connection queue (each with its own process lookup, so they never wait for
 //! each other), one for the DNS queue, one for the server names of allowed connections
-//! ([`crate::server_name`]) and one for conntrack's ended connections, or one
-//! conntrack listener for both new and ended connections; and the recorder, which numbers
+//! ([`crate::server_name`]) and one for conntrack's ended connections; or, observing, one
+//! conntrack listener for both new and ended connections that also reads the captured DNS
+//! answers (before each batch of new connections, so that their names are known); and the
+//! recorder, which numbers
 //! events and appends them to the spool, followed by an update for every recorded connection
 //! that ends ([`crate::open_flows`]). The policy in force is swapped under a lock that deciders
 //! only read.
@@ -47,6 +49,8 @@ pub type LookupFactory = Box<dyn Fn() -> io::Result<Box<dyn ProcessLookup>> + Se
 const EVENT_BUFFER: usize = 65_536;
 /// Longest DNS packet read whole in monitor mode (a UDP answer, or a TCP segment).
 const DNS_PACKET_LEN: usize = 65_535;
+/// Longest a DNS answer captured in monitor mode waits to be read while no connection opens.
+const DNS_WAIT: Duration = Duration::from_millis(20);
 /// Recorded connections remembered until they end (see [`crate::open_flows`]).
 const OPEN_FLOWS: usize = 16_384;
 /// How often the recorder takes the decided events and writes them to the spool. Deciders
@@ -242,27 +246,25 @@ impl Agent {
             Enforcement::Allow,
             std::process::id(),
         );
+        // The answers are read on the conntrack thread, before each datagram of events: every
+        // answer received before a connection opened is then known when it is decided.
+        listener.set_read_timeout(Some(DNS_WAIT))?;
         let mut capture = DnsCapture::open()?;
+        let mut buf = vec![0; DNS_PACKET_LEN];
         let (shared, dns_clock, dns_counters) =
             (self.shared.clone(), clock.clone(), self.counters.clone());
-        std::thread::Builder::new()
-            .name("dns".into())
-            .spawn(move || {
-                let mut buf = vec![0; DNS_PACKET_LEN];
-                loop {
-                    match capture.recv(&mut buf) {
-                        Ok(packet) => match dns_answer(packet) {
-                            Held::DnsAnswer(message) => {
-                                learn_names(&shared, message, dns_clock(), &dns_counters);
-                            }
-                            _ => {
-                                dns_counters.dns_unreadable.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        Err(e) => tracing::warn!(error = %e, "reading DNS answers failed"),
-                    }
+        let learn_answers = move || {
+            let now = dns_clock();
+            let drained = capture.drain(&mut buf, |packet| match dns_answer(packet) {
+                Held::DnsAnswer(message) => learn_names(&shared, message, now, &dns_counters),
+                _ => {
+                    dns_counters.dns_unreadable.fetch_add(1, Ordering::Relaxed);
                 }
-            })?;
+            });
+            if let Err(e) = drained {
+                tracing::warn!(error = %e, "reading DNS answers failed");
+            }
+        };
         let (counters, recorder) = (self.counters.clone(), events.clone());
         let decide_new = move |flow: FlowKey, now: Timestamp| {
             let (_, event) = decider.decide(&flow, now);
@@ -272,7 +274,11 @@ impl Agent {
             });
             count(&counters, flow, Enforcement::Allow, event, &recorder);
         };
-        follow_conntrack(listener, &self.counters, events, clock, None, decide_new)
+        let handlers = Handlers {
+            before: learn_answers,
+            new: decide_new,
+        };
+        follow_conntrack(listener, &self.counters, events, clock, None, handlers)
     }
 
     /// Reads the copies of allowed connections' first data packets and passes the server names
@@ -331,7 +337,10 @@ impl Agent {
             events,
             clock,
             Some(allowed),
-            |_, _| {},
+            Handlers {
+                before: || {},
+                new: |_, _| {},
+            },
         )
     }
 
@@ -418,17 +427,30 @@ fn count(
     }
 }
 
-/// Reads conntrack events on a thread of their own: every new connection goes to `new`, every
-/// ended one (with `mark`, only one whose connection mark carries it) to the recorder with its
-/// counters.
-fn follow_conntrack(
+/// What a conntrack follower does besides recording ended connections.
+struct Handlers<B, N> {
+    /// Called before the events of each datagram are handled, and whenever the listener's read
+    /// times out.
+    before: B,
+    /// Called with every new connection.
+    new: N,
+}
+
+/// Reads conntrack events on a thread of their own: every new connection goes to
+/// `handlers.new`, every ended one (with `mark`, only one whose connection mark carries it) to
+/// the recorder with its counters.
+fn follow_conntrack<B, N>(
     mut listener: Listener,
     counters: &Arc<Counters>,
     events: Arc<Recorder>,
     clock: Clock,
     mark: Option<u32>,
-    mut new: impl FnMut(FlowKey, Timestamp) + Send + 'static,
-) -> io::Result<()> {
+    mut handlers: Handlers<B, N>,
+) -> io::Result<()>
+where
+    B: FnMut() + Send + 'static,
+    N: FnMut(FlowKey, Timestamp) + Send + 'static,
+{
     let counters = counters.clone();
     std::thread::Builder::new()
         .name("conntrack".into())
@@ -436,7 +458,9 @@ fn follow_conntrack(
             let mut local = LocalAddresses::default();
             let mut buf = vec![0; RECV_BUFFER_LEN];
             loop {
-                let Some(seen) = receive(&mut listener, &mut buf, &counters) else {
+                let seen = receive(&mut listener, &mut buf, &counters);
+                (handlers.before)();
+                let Some(seen) = seen else {
                     continue;
                 };
                 let now = clock();
@@ -446,7 +470,7 @@ fn follow_conntrack(
                         events.learned(flow, Learned::Ended(traffic));
                     } else if let CtEvent::New { orig, .. } = event {
                         if let Some(flow) = orig.flow_key(&|ip| local.contains(ip)) {
-                            new(flow, now);
+                            (handlers.new)(flow, now);
                         }
                     }
                 }
@@ -455,8 +479,8 @@ fn follow_conntrack(
     Ok(())
 }
 
-/// Receives one datagram of conntrack events; `None` (logged) when reading failed. The kernel's
-/// reports of lost events are counted.
+/// Receives one datagram of conntrack events; `None` when the read timed out or failed (logged).
+/// The kernel's reports of lost events are counted.
 fn receive(listener: &mut Listener, buf: &mut [u8], counters: &Counters) -> Option<Vec<CtEvent>> {
     let seen = listener.recv(buf);
     counters
@@ -464,6 +488,7 @@ fn receive(listener: &mut Listener, buf: &mut [u8], counters: &Counters) -> Opti
         .store(listener.overflows(), Ordering::Relaxed);
     match seen {
         Ok(seen) => Some(seen),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
         Err(e) => {
             tracing::warn!(error = %e, "reading conntrack events failed");
             None

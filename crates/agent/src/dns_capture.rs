@@ -75,13 +75,24 @@ impl DnsCapture {
             .collect();
         socket.attach_filter(&filter)?;
         socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)?;
+        socket.set_nonblocking(true)?;
         Ok(DnsCapture { socket })
     }
 
-    /// Waits for the next packet and returns it, from its IP header on (cut to `buf`'s length).
-    pub fn recv<'b>(&mut self, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
-        let n = (&self.socket).read(buf)?;
-        Ok(buf.get(..n).unwrap_or_default())
+    /// Passes every packet already captured to `each`, from its IP header on (cut to `buf`'s
+    /// length), and returns without waiting for more.
+    ///
+    /// A connection is opened after the answer that named its server was received, so once
+    /// the connection is seen, draining the capture is enough to know its name.
+    pub fn drain(&mut self, buf: &mut [u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        loop {
+            match (&self.socket).read(buf) {
+                Ok(n) => each(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -99,10 +110,6 @@ mod tests {
             return;
         }
         let mut capture = DnsCapture::open().unwrap();
-        capture
-            .socket
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = receiver.local_addr().unwrap();
         let other = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -112,8 +119,12 @@ mod tests {
 
         let mut buf = vec![0; 2048];
         let mut seen = Vec::new();
-        while let Ok(packet) = capture.recv(&mut buf) {
-            seen.push(packet.to_vec());
+        // The loopback device hands packets on a moment after they were sent.
+        for _ in 0..30 {
+            capture
+                .drain(&mut buf, |packet| seen.push(packet.to_vec()))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(10));
         }
         let copies = |payload: &[u8]| seen.iter().filter(|p| p.ends_with(payload)).count();
         // Loopback shows every packet twice, as sent and as received: only the received copy.

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
@@ -67,6 +68,12 @@ impl Listener {
     /// Makes [`Listener::recv`] return [`io::ErrorKind::WouldBlock`] instead of waiting.
     pub fn set_non_blocking(&self, non_blocking: bool) -> io::Result<()> {
         self.socket.set_non_blocking(non_blocking)
+    }
+
+    /// Makes [`Listener::recv`] give up waiting after `timeout` (with
+    /// [`io::ErrorKind::WouldBlock`]); `None` waits for ever.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        socket2::SockRef::from(self).set_read_timeout(timeout)
     }
 
     /// Receives one datagram into `buf` and returns its events (possibly none), waiting for one

@@ -78,6 +78,10 @@ pub struct ProcIdentity {
     /// Pids that owned recent connections, most recent first.
     recent: VecDeque<u32>,
     hashes: ExeHashes,
+    /// This process: its own connections are never decided, so its executable (tens of
+    /// megabytes, hundreds in a debug build) is never hashed, which would hold up the lookups
+    /// queued behind it.
+    own_pid: u32,
     users: Users,
     tick: u64,
     stats: LookupStats,
@@ -101,6 +105,7 @@ impl ProcIdentity {
             processes: HashMap::new(),
             recent: VecDeque::with_capacity(RECENT),
             hashes: ExeHashes::default(),
+            own_pid: std::process::id(),
             users: Users::new(PathBuf::from("/etc/passwd")),
             tick: 0,
             stats: LookupStats::default(),
@@ -361,7 +366,9 @@ impl ProcIdentity {
             exe: fs::read_link(&exe_link)
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned()),
-            sha256: version.and_then(|v| self.hashes.hash(&exe_link, v).ok()),
+            sha256: version
+                .filter(|_| pid != self.own_pid)
+                .and_then(|v| self.hashes.hash(&exe_link, v).ok()),
             cmdline: fs::read(self.pid_path(pid, "cmdline"))
                 .ok()
                 .and_then(|b| procfs::parse_cmdline(&b)),

@@ -119,10 +119,9 @@ fn tcp_connection_of_this_process() {
     let process = expect_process(&mut lookup, &key);
     assert_eq!(process.pid, std::process::id());
     assert_eq!(process.exe.as_deref(), Some(this_exe().as_str()));
-    assert_eq!(
-        process.sha256.as_deref(),
-        Some(sha256sum(&this_exe()).as_str())
-    );
+    // The process that looks up is the agent, whose own connections are never decided: its
+    // executable is not read (in a debug build it takes most of a second).
+    assert_eq!(process.sha256, None);
     assert_eq!(process.uid, Some(0));
     assert_eq!(process.user.as_deref(), Some("root"));
     let cmdline = process.cmdline.as_deref().unwrap();
@@ -146,7 +145,7 @@ fn tcp_connection_of_this_process() {
     let before = lookup.stats();
     assert_eq!(lookup.lookup(&key), Some(process));
     assert_eq!(lookup.stats().index_hits, before.index_hits + 1);
-    assert_eq!(lookup.exe_hashes_computed(), 1);
+    assert_eq!(lookup.exe_hashes_computed(), 0);
 }
 
 #[test]

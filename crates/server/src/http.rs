@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::agents::{self, Agent, Liveness};
+use crate::credentials::Secret;
 use crate::distribution::Distribution;
 use crate::enrollment;
 use crate::error::Error;
@@ -32,9 +33,9 @@ use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
 use crate::simulate::{self, SimulationReport};
 use crate::store::alerts::{Alert, Change};
-use crate::store::{ApiToken, EnrollmentToken, Group, PolicySummary, PolicyVersion, Store};
+use crate::store::{ApiToken, EnrollmentToken, Group, PolicySummary, PolicyVersion, Store, User};
 use crate::stored_settings::{self, Setting};
-use crate::{Clock, alerts, audit, auth};
+use crate::{Clock, alerts, audit, auth, signin};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(simulate_policy))
         .routes(routes!(list_events))
         .routes(routes!(list_tokens, create_token))
+        .routes(routes!(list_users, create_user))
         .routes(routes!(revoke_token))
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(audit_log))
@@ -115,6 +117,7 @@ pub fn router(state: AppState) -> Router {
             get(move || std::future::ready(Json(openapi.clone()))),
         )
         .merge(api)
+        .merge(crate::console::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -132,6 +135,21 @@ pub struct ErrorBody {
     pub diagnostics: Option<Vec<String>>,
 }
 
+/// The HTTP status a service error answers with (the API's and the console's).
+pub fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::AgentRefused(_) => StatusCode::FORBIDDEN,
+        Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Busy | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// A service error on its way to the client: the one mapping from errors to statuses.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -144,17 +162,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
-            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::AgentRefused(_) => StatusCode::FORBIDDEN,
-            Error::InvalidPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Busy | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Store(_) | Error::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(&self.0);
         let body = match &self.0 {
             Error::InvalidPolicy(diagnostics) => ErrorBody {
                 error: self.0.to_string(),
@@ -562,6 +570,55 @@ async fn list_events(
     let stream = events::export(state.store.clone(), &who, query)?;
     let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The body of `POST /api/v1/users`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Sign-in name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    pub name: String,
+    /// `admin`, `editor`, `analyst`, `viewer` or `auditor`.
+    pub role: String,
+    /// The initial password, at least 12 characters. The user enrols a second factor (TOTP)
+    /// at the first sign-in.
+    pub password: String,
+}
+
+/// Every user, by name (never a secret).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(signin::list_users(&state.store, &who).await?))
+}
+
+/// Create a user who signs in to the console.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_user(
+    State(state): State<AppState>,
+    who: Principal,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let role = body
+        .role
+        .parse::<Role>()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let password = Secret::new(body.password);
+    let user = signin::create_user(
+        &state.store,
+        &who,
+        &body.name,
+        role,
+        &password,
+        (state.clock)(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// Every API token, oldest first (never a secret).

@@ -10,6 +10,11 @@
 //! - [`credentials`]: passwords (argon2id), API tokens and their hashes, random secrets.
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and the token service (create, list, revoke).
+//! - [`signin`]: console sign-in (password, then TOTP), sessions, and the user service.
+//! - [`totp`]: time-based one-time passwords (RFC 6238).
+//! - [`dashboard`]: the fleet at a glance: agents, traffic per minute, top applications and
+//!   blocked destinations, open alerts.
+//! - [`console`]: the web console (server-rendered pages over the same services as the API).
 //! - [`error`]: what services refuse or fail with.
 //! - [`alerts`]: the alert service: raise (merging repeats), list, acknowledge, resolve, assign.
 //! - [`policies`]: the policy service: validate with the engine, store a new version, audit it,
@@ -44,7 +49,9 @@ pub mod bootstrap;
 pub mod bus;
 pub mod ca;
 pub mod checkpoint;
+pub mod console;
 pub mod credentials;
+pub mod dashboard;
 pub mod distribution;
 pub mod enrollment;
 pub mod error;
@@ -59,9 +66,11 @@ pub mod retention;
 pub mod role;
 pub mod server;
 pub mod settings;
+pub mod signin;
 pub mod simulate;
 pub mod store;
 pub mod stored_settings;
+pub mod totp;
 pub mod watchdog;
 
 use std::sync::Arc;

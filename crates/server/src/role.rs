@@ -45,6 +45,10 @@ pub enum Permission {
     ReadAlerts,
     /// Acknowledge, resolve and assign alerts.
     WorkAlerts,
+    /// List users and their roles.
+    ReadUsers,
+    /// Create users.
+    ManageUsers,
 }
 
 /// Who is acting, and with which role.
@@ -97,6 +101,9 @@ impl Role {
             Permission::ReadEvents => !matches!(self, Role::Decision),
             Permission::ReadAlerts => !matches!(self, Role::Decision),
             Permission::WorkAlerts => matches!(self, Role::Admin | Role::Analyst),
+            // Who holds which role is for those who run the server and those who check it.
+            Permission::ReadUsers => matches!(self, Role::Admin | Role::Auditor),
+            Permission::ManageUsers => matches!(self, Role::Admin),
         }
     }
 }
@@ -115,6 +122,8 @@ impl fmt::Display for Permission {
             Permission::ReadEvents => "read connection events",
             Permission::ReadAlerts => "read alerts",
             Permission::WorkAlerts => "acknowledge, resolve or assign alerts",
+            Permission::ReadUsers => "list users",
+            Permission::ManageUsers => "create users",
         })
     }
 }

@@ -155,6 +155,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "http_host",
         include_str!("../migrations/sqlite/0008_http_host.sql"),
     ),
+    (
+        9,
+        "console",
+        include_str!("../migrations/sqlite/0009_console.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -198,6 +203,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         8,
         "http_host",
         include_str!("../migrations/postgres/0008_http_host.sql"),
+    ),
+    (
+        9,
+        "console",
+        include_str!("../migrations/postgres/0009_console.sql"),
     ),
 ]);
 
@@ -651,12 +661,16 @@ impl Store {
 }
 
 mod agents;
+mod dashboard;
 mod settings;
 mod tokens;
+mod users;
 
 pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
+pub use dashboard::{Minute, Ranked};
 pub use settings::{SettingChange, StoredSetting};
 pub use tokens::{ApiToken, TokenRevocation};
+pub use users::{SessionRecord, User, UserRecord};
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,8 @@
 //!   simulated endpoint.
 //! - `offline`: the watchdog's `agent_offline` alert.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
+//! - `console`: the web console: sign-in with password and TOTP, lockout, CSRF, security
+//!   headers, every page with every role.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
 // Test code may panic: a panic is how a test fails.
@@ -35,6 +37,7 @@ mod helpers;
 mod alerts;
 mod api;
 mod bus;
+mod console;
 mod events;
 mod gateway;
 mod isolation;

@@ -1,0 +1,365 @@
+//! The console's pages. Each calls the service the REST API calls, as the signed-in user, and
+//! renders what it returns; a refusal of the service (the role) is the page's refusal.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt;
+
+use super::{SignedIn, csrf_refusal, error_page, render};
+use crate::agents::{self, Agent};
+use crate::audit::{self, Entry};
+use crate::credentials::Secret;
+use crate::dashboard::{self, Summary};
+use crate::error::Error;
+use crate::events::{self, EventQuery};
+use crate::http::AppState;
+use crate::role::{Permission, Role};
+use crate::signin::{self, Session};
+use crate::store::alerts::Alert;
+use crate::store::{PolicySummary, StoredEvent, User};
+use crate::{alerts, policies};
+
+/// What every page's frame needs: who is signed in, what the navigation may offer, the CSRF
+/// token for the sign-out form.
+pub struct Frame {
+    user: String,
+    role: String,
+    csrf: String,
+    may_read_audit: bool,
+    may_read_users: bool,
+    /// The navigation entry to highlight.
+    current: &'static str,
+}
+
+impl Frame {
+    fn new(session: &Session, current: &'static str) -> Frame {
+        Frame {
+            user: session.user.clone(),
+            role: session.role.as_str().to_owned(),
+            csrf: session.csrf.clone(),
+            may_read_audit: session.role.may(Permission::ReadAudit),
+            may_read_users: session.role.may(Permission::ReadUsers),
+            current,
+        }
+    }
+}
+
+/// A refusal or failure, as a page.
+#[derive(Template)]
+#[template(path = "problem.html")]
+pub struct Problem {
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    frame: Frame,
+    summary: Summary,
+    chart: String,
+}
+
+#[derive(Template)]
+#[template(path = "endpoints.html")]
+struct Endpoints {
+    frame: Frame,
+    agents: Vec<Agent>,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct Events {
+    frame: Frame,
+    filters: Vec<(String, String)>,
+    events: Vec<StoredEvent>,
+    next: Option<String>,
+    export: String,
+}
+
+#[derive(Template)]
+#[template(path = "policies.html")]
+struct Policies {
+    frame: Frame,
+    policies: Vec<PolicySummary>,
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct Alerts {
+    frame: Frame,
+    alerts: Vec<Alert>,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct Audit {
+    frame: Frame,
+    entries: Vec<Entry>,
+    chain: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct Users {
+    frame: Frame,
+    users: Vec<User>,
+    may_manage: bool,
+    roles: Vec<&'static str>,
+    error: Option<String>,
+}
+
+/// The most events one CSV export of the console holds.
+const EXPORT_LIMIT: i64 = 100_000;
+
+/// The filters the connection log offers, in the order of its form.
+const FILTERS: [&str; 11] = [
+    "agent", "app", "user", "domain", "ip", "port", "protocol", "action", "rule", "from", "to",
+];
+
+pub async fn dashboard(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    let who = signed_in.session.principal();
+    match dashboard::summary(&state.store, &who, state.liveness, (state.clock)()).await {
+        Ok(summary) => {
+            let chart = dashboard::traffic_chart(&summary.minutes, 600, 120);
+            render(&Dashboard {
+                frame: Frame::new(&signed_in.session, "dashboard"),
+                summary,
+                chart,
+            })
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn endpoints(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    let who = signed_in.session.principal();
+    match agents::list(&state.store, &who, state.liveness, (state.clock)()).await {
+        Ok(agents) => render(&Endpoints {
+            frame: Frame::new(&signed_in.session, "endpoints"),
+            agents,
+        }),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The connection log: the URL's query holds the filters (as the API takes them) and the
+/// cursor, so a filtered view can be bookmarked and shared.
+pub async fn events(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let who = signed_in.session.principal();
+    let pairs = filled_pairs(query.as_deref());
+    let listed = match EventQuery::from_pairs(&pairs) {
+        Ok(query) => events::list(&state.store, &who, &query).await,
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok(page) => {
+            let filters: Vec<(String, String)> = FILTERS
+                .iter()
+                .map(|name| {
+                    let value = pairs
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    ((*name).to_owned(), value)
+                })
+                .collect();
+            let kept: Vec<(String, String)> = pairs
+                .iter()
+                .filter(|(n, _)| n != "cursor")
+                .cloned()
+                .collect();
+            let next = page.next_cursor.map(|cursor| {
+                let mut with_cursor = kept.clone();
+                with_cursor.push(("cursor".to_owned(), cursor));
+                format!("/console/events?{}", encode_pairs(&with_cursor))
+            });
+            let mut csv = kept;
+            csv.push(("format".to_owned(), "csv".to_owned()));
+            csv.push(("limit".to_owned(), EXPORT_LIMIT.to_string()));
+            render(&Events {
+                frame: Frame::new(&signed_in.session, "events"),
+                filters,
+                events: page.events,
+                next,
+                export: format!("/console/events.csv?{}", encode_pairs(&csv)),
+            })
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn policies(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    let who = signed_in.session.principal();
+    match policies::list(&state.store, &who).await {
+        Ok(policies) => render(&Policies {
+            frame: Frame::new(&signed_in.session, "policies"),
+            policies,
+        }),
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn alerts(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    let who = signed_in.session.principal();
+    match alerts::list(&state.store, &who, &alerts::Filter::default()).await {
+        Ok(page) => render(&Alerts {
+            frame: Frame::new(&signed_in.session, "alerts"),
+            alerts: page.alerts,
+        }),
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn audit(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    let who = signed_in.session.principal();
+    match audit::entries(&state.store, &who).await {
+        Ok(entries) => {
+            let chain = match audit::verify(&entries) {
+                Ok(()) => format!("The hash chain of all {} entries verifies.", entries.len()),
+                Err(broken) => format!("The hash chain is BROKEN: {broken}."),
+            };
+            render(&Audit {
+                frame: Frame::new(&signed_in.session, "audit"),
+                entries,
+                chain,
+            })
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn users(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    users_page(&state, &signed_in.session, None).await
+}
+
+/// The new-user form.
+#[derive(Debug, serde::Deserialize)]
+pub struct NewUser {
+    csrf: String,
+    name: String,
+    role: String,
+    password: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Form(form): Form<NewUser>,
+) -> Response {
+    let session = &signed_in.session;
+    if let Some(refused) = csrf_refusal(session, &form.csrf) {
+        return refused;
+    }
+    let who = session.principal();
+    let created = match form.role.parse::<Role>() {
+        Ok(role) => {
+            let password = Secret::new(form.password);
+            signin::create_user(
+                &state.store,
+                &who,
+                &form.name,
+                role,
+                &password,
+                (state.clock)(),
+            )
+            .await
+        }
+        Err(e) => Err(Error::BadRequest(e.to_string())),
+    };
+    match created {
+        Ok(_) => Redirect::to("/console/users").into_response(),
+        Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
+            let status = crate::http::status_of(&e);
+            (
+                status,
+                users_page(&state, session, Some(e.to_string())).await,
+            )
+                .into_response()
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn users_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
+    match signin::list_users(&state.store, &session.principal()).await {
+        Ok(users) => render(&Users {
+            frame: Frame::new(session, "users"),
+            users,
+            may_manage: session.role.may(Permission::ManageUsers),
+            roles: ["viewer", "analyst", "editor", "auditor", "admin"].to_vec(),
+            error,
+        }),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The query's pairs, in order, without the empty ones (a form's untouched fields).
+fn filled_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+fn encode_pairs(pairs: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The connection log as CSV: every event its filters select, up to [`EXPORT_LIMIT`].
+pub async fn events_csv(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let who = signed_in.session.principal();
+    let exported = EventQuery::from_pairs(&filled_pairs(query.as_deref()))
+        .and_then(|query| events::export(state.store.clone(), &who, query));
+    match exported {
+        Ok(stream) => {
+            let body = axum::body::Body::from_stream(
+                stream.map(|chunk| chunk.map_err(std::io::Error::other)),
+            );
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"connections.csv\"",
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_round_trip_through_the_url_and_empty_fields_are_dropped() {
+        let pairs = vec![
+            ("domain".to_owned(), "!*.example.com".to_owned()),
+            ("app".to_owned(), "/usr/bin/curl a+b".to_owned()),
+        ];
+        assert_eq!(filled_pairs(Some(&encode_pairs(&pairs))), pairs);
+        assert_eq!(
+            filled_pairs(Some("app=a+b&port=&x")),
+            [("app".to_owned(), "a b".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Queries behind the dashboard: connections and blocks per minute, the busiest applications
+//! and the most blocked destinations since a time, and open alerts by severity.
+
+use super::{Pool, Store, StoreError};
+
+/// Connections decided in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minute {
+    /// The minute's start, milliseconds since the Unix epoch.
+    pub start_ms: i64,
+    /// Connections.
+    pub connections: i64,
+    /// Of those, blocked.
+    pub blocks: i64,
+}
+
+/// A name and how many connections it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked {
+    /// The application, destination or severity.
+    pub name: String,
+    /// How many.
+    pub count: i64,
+}
+
+impl Store {
+    /// Connections and blocks per minute from `since_ms` on, oldest first; minutes without
+    /// connections are left out.
+    pub async fn connections_per_minute(&self, since_ms: i64) -> Result<Vec<Minute>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT CAST(time_ms / 60000 * 60000 AS BIGINT) AS minute, \
+                 CAST(COUNT(*) AS BIGINT), \
+                 CAST(SUM(CASE WHEN verdict = 'block' THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM connection_events WHERE time_ms >= $1 GROUP BY minute ORDER BY minute",
+            )
+            .bind(since_ms)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(start_ms, connections, blocks)| Minute {
+                start_ms,
+                connections,
+                blocks,
+            })
+            .collect())
+    }
+
+    /// The `limit` applications with the most connections from `since_ms` on.
+    pub async fn top_applications(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Ranked>, StoreError> {
+        self.ranked(
+            "SELECT COALESCE(app_name, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
+             FROM connection_events WHERE time_ms >= $1 \
+             GROUP BY name ORDER BY n DESC, name LIMIT $2",
+            since_ms,
+            limit,
+        )
+        .await
+    }
+
+    /// The `limit` destinations (domain, else address) blocked most often from `since_ms` on.
+    pub async fn top_blocked_destinations(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Ranked>, StoreError> {
+        self.ranked(
+            "SELECT COALESCE(domain, dst_ip, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
+             FROM connection_events WHERE time_ms >= $1 AND verdict = 'block' \
+             GROUP BY name ORDER BY n DESC, name LIMIT $2",
+            since_ms,
+            limit,
+        )
+        .await
+    }
+
+    async fn ranked(
+        &self,
+        sql: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Ranked>, StoreError> {
+        let rows: Vec<(String, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(sql)
+                .bind(since_ms)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, count)| Ranked { name, count })
+            .collect())
+    }
+
+    /// Alerts not resolved, counted by severity.
+    pub async fn open_alerts_by_severity(&self) -> Result<Vec<Ranked>, StoreError> {
+        let rows: Vec<(String, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT severity, CAST(COUNT(*) AS BIGINT) FROM alerts \
+                 WHERE status <> 'resolved' GROUP BY severity",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, count)| Ranked { name, count })
+            .collect())
+    }
+}

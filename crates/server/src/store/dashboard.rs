@@ -54,7 +54,7 @@ impl Store {
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<Ranked>, StoreError> {
-        self.ranked(
+        self.top(
             "SELECT COALESCE(app_name, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
              FROM connection_events WHERE time_ms >= $1 \
              GROUP BY name ORDER BY n DESC, name LIMIT $2",
@@ -70,7 +70,7 @@ impl Store {
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<Ranked>, StoreError> {
-        self.ranked(
+        self.top(
             "SELECT COALESCE(domain, dst_ip, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
              FROM connection_events WHERE time_ms >= $1 AND verdict = 'block' \
              GROUP BY name ORDER BY n DESC, name LIMIT $2",
@@ -93,10 +93,7 @@ impl Store {
                 .fetch_all(pool)
                 .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, count)| Ranked { name, count })
-            .collect())
+        Ok(ranked(rows))
     }
 
     /// Alerts not resolved, counted by severity.
@@ -109,9 +106,12 @@ impl Store {
             .fetch_all(pool)
             .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, count)| Ranked { name, count })
-            .collect())
+        Ok(ranked(rows))
     }
+}
+
+fn ranked(rows: Vec<(String, i64)>) -> Vec<Ranked> {
+    rows.into_iter()
+        .map(|(name, count)| Ranked { name, count })
+        .collect()
 }

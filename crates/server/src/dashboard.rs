@@ -118,7 +118,7 @@ pub fn traffic_chart(minutes: &[Minute], width: u32, height: u32) -> String {
     };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-         class=\"chart\" role=\"img\" aria-label=\"connections and blocks per minute\">"
+         preserveAspectRatio=\"none\" class=\"chart\" role=\"img\" aria-label=\"connections and blocks per minute\">"
     );
     for (i, m) in minutes.iter().enumerate() {
         let x = f64::from(u32::try_from(i).unwrap_or(u32::MAX)) * bar;

@@ -23,6 +23,13 @@ pub struct Ranked {
     pub count: i64,
 }
 
+impl Ranked {
+    /// Whether the name is an IP address (a destination without a known domain).
+    pub fn is_address(&self) -> bool {
+        self.name.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
 impl Store {
     /// Connections and blocks per minute from `since_ms` on, oldest first; minutes without
     /// connections are left out.
@@ -80,12 +87,7 @@ impl Store {
         .await
     }
 
-    async fn ranked(
-        &self,
-        sql: &str,
-        since_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Ranked>, StoreError> {
+    async fn top(&self, sql: &str, since_ms: i64, limit: i64) -> Result<Vec<Ranked>, StoreError> {
         let rows: Vec<(String, i64)> = with_pool!(self, pool => {
             sqlx::query_as(sql)
                 .bind(since_ms)

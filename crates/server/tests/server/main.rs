@@ -19,6 +19,7 @@
 //!   simulated endpoint.
 //! - `offline`: the watchdog's `agent_offline` alert.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
+//! - `browser`: the console in a real headless Chromium (with `PALISADE_BROWSER_TESTS=1`).
 //! - `console`: the web console: sign-in with password and TOTP, lockout, CSRF, security
 //!   headers, every page with every role.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
@@ -36,6 +37,7 @@ mod helpers;
 
 mod alerts;
 mod api;
+mod browser;
 mod bus;
 mod console;
 mod events;

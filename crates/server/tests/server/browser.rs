@@ -1,0 +1,271 @@
+//! The console in a real headless Chromium, driven over WebDriver (chromedriver) the way a
+//! person uses it: signing in with a password and a TOTP code, every page, the connection log
+//! following a new connection without a reload, a viewer refused what is not theirs. Runs when
+//! `PALISADE_BROWSER_TESTS=1` (CI installs Debian's `chromium` and `chromium-driver`); says it
+//! skipped otherwise. A screenshot of every page goes to `PALISADE_SCREENSHOTS` (default
+//! `target/console-screenshots`); docs/console.md shows them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use palisade_server::totp;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::events::{event, ingest};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, now, spawn_server, wait_for};
+
+const PASSWORD: &str = "a long browser password";
+
+/// chromedriver on a port of its own, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        wait_for("chromedriver to answer", || async {
+            reqwest::get(&status).await.is_ok()
+        })
+        .await;
+        Driver { child, url }
+    }
+
+    async fn browser(&self) -> Client {
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let dir = std::env::var_os("PALISADE_SCREENSHOTS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shoot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text_of(browser: &Client, id: &str) -> String {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn fill(browser: &Client, id: &str, value: &str) {
+    let field = browser.find(Locator::Id(id)).await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(browser: &Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for the navigation a click started to arrive at `path`.
+async fn wait_for_page(browser: &Client, path: &str) {
+    wait_for(&format!("the browser to arrive at {path}"), || async {
+        browser
+            .current_url()
+            .await
+            .is_ok_and(|url| url.path() == path)
+    })
+    .await;
+}
+
+async fn create_user(s: &TestServer, name: &str, role: &str) {
+    let r = s
+        .post(
+            "/api/v1/users",
+            Some(ADMIN_TOKEN),
+            &json!({"name": name, "role": role, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// Signs `name` in through the pages, enrolling the authenticator; with `shots`, saves the
+/// sign-in pages.
+async fn sign_in(s: &TestServer, browser: &Client, name: &str, shots: bool) {
+    browser.goto(&format!("{}/login", s.base)).await.unwrap();
+    if shots {
+        shoot(browser, "01-sign-in").await;
+    }
+    fill(browser, "name", name).await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "sign-in").await;
+    wait_for_page(browser, "/login/second-factor").await;
+    let secret = text_of(browser, "totp-secret").await;
+    if shots {
+        shoot(browser, "02-second-factor").await;
+    }
+    let code = totp::code(&secret, totp::step_at(now())).unwrap();
+    fill(browser, "code", &code).await;
+    click(browser, "verify").await;
+    wait_for_page(browser, "/console").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    if std::env::var("PALISADE_BROWSER_TESTS").as_deref() != Ok("1") {
+        println!("skipped: set PALISADE_BROWSER_TESTS=1 (needs chromium and chromedriver)");
+        return;
+    }
+    let s = spawn_server(Backend::Sqlite).await.unwrap();
+    let created = s
+        .create_policy(
+            ADMIN_TOKEN,
+            "workstation",
+            "yaml",
+            "version: 1\nname: workstation\ndefault_action: allow\nrules:\n  - id: no-telnet\n    action: block\n    match:\n      dst_port: 23\n",
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let at = now();
+    let seen = [
+        event(
+            1,
+            at,
+            json!({"connection": {"app_name": "curl", "app_path": "/usr/bin/curl", "domain": "example.com", "dst_ip": "93.184.215.14", "dst_port": 443, "protocol": "tcp", "direction": "outbound", "user": "ann"}}),
+        ),
+        event(
+            2,
+            at,
+            json!({"connection": {"app_name": "telnet", "app_path": "/usr/bin/telnet", "dst_ip": "192.0.2.23", "dst_port": 23, "protocol": "tcp", "direction": "outbound", "user": "ann"}, "action": "block", "verdict": "block", "rule": "no-telnet"}),
+        ),
+    ];
+    ingest(&s, "agent-browser", 1, &seen).await;
+    create_user(&s, "alice", "admin").await;
+    create_user(&s, "victor", "viewer").await;
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    sign_in(&s, &browser, "alice", true).await;
+    assert_eq!(text_of(&browser, "connections").await, "2");
+    assert_eq!(text_of(&browser, "blocks").await, "1");
+    shoot(&browser, "03-dashboard").await;
+    for (page, shot) in [
+        ("endpoints", "04-endpoints"),
+        ("events", "05-connections"),
+        ("policies", "06-policies"),
+        ("alerts", "07-alerts"),
+        ("users", "08-users"),
+        ("audit", "09-audit-log"),
+    ] {
+        browser
+            .goto(&format!("{}/console/{page}", s.base))
+            .await
+            .unwrap();
+        let title = browser.title().await.unwrap();
+        assert!(!title.starts_with("4"), "{page}: {title}");
+        shoot(&browser, shot).await;
+    }
+    assert!(text_of(&browser, "chain").await.contains("verifies"));
+
+    // The log, live: a new connection appears without the page being loaded again.
+    browser
+        .goto(&format!("{}/console/events", s.base))
+        .await
+        .unwrap();
+    browser
+        .execute(
+            "window.palisadeNotReloaded = true; return null;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    click(&browser, "live").await;
+    let fresh = [event(
+        3,
+        now(),
+        json!({"connection": {"app_name": "live-tail-app", "dst_ip": "198.51.100.7", "dst_port": 8443, "protocol": "tcp", "direction": "outbound"}}),
+    )];
+    ingest(&s, "agent-browser", 2, &fresh).await;
+    wait_for("the live log to show the new connection", || async {
+        text_of(&browser, "events").await.contains("live-tail-app")
+    })
+    .await;
+    let same_page = browser
+        .execute("return window.palisadeNotReloaded === true;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(same_page, json!(true), "the page was loaded again");
+    shoot(&browser, "10-connections-live").await;
+    browser.close().await.unwrap();
+
+    // A viewer is offered neither users nor the audit log, and is refused them by address.
+    let browser = driver.browser().await;
+    sign_in(&s, &browser, "victor", false).await;
+    let nav = browser
+        .find(Locator::Css("header nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!nav.contains("Users") && !nav.contains("Audit"), "{nav}");
+    browser
+        .goto(&format!("{}/console/users", s.base))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, "problem")
+            .await
+            .contains("your role may not list users"),
+        "the viewer saw the users page"
+    );
+    shoot(&browser, "11-viewer-refused").await;
+    browser.close().await.unwrap();
+    s.stop().await;
+}

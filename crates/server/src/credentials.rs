@@ -80,6 +80,16 @@ pub fn verify_password(password: &Secret, stored: &str) -> bool {
     })
 }
 
+/// Whether `a` and `b` are equal, in a time that depends only on their lengths (for secrets a
+/// client sends: codes, CSRF tokens).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// What is stored for a token: its SHA-256 in hex. Tokens are random and long, so a fast hash
 /// is enough; the token itself is never stored.
 pub fn token_hash(token: &str) -> String {

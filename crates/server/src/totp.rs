@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 use ring::hmac;
 
-use crate::credentials::CredentialError;
+use crate::credentials::{CredentialError, constant_time_eq};
 
 /// Seconds per step.
 pub const STEP_SECONDS: i64 = 30;
@@ -62,14 +62,6 @@ pub fn uri(issuer: &str, account: &str, secret: &str) -> String {
         "otpauth://totp/{issuer}:{}?secret={secret}&issuer={issuer}&algorithm=SHA1&digits=6&period={STEP_SECONDS}",
         percent_encode(account)
     )
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 fn percent_encode(text: &str) -> String {

@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
+use crate::credentials::constant_time_eq;
 use crate::error::Error;
 use crate::http::{AppState, status_of};
 use crate::signin::{Session, Stage};
@@ -142,14 +143,7 @@ impl FromRequestParts<AppState> for SignedIn {
 /// The refusal of a state-changing request whose form token is not the session's; `None` when
 /// it is.
 fn csrf_refusal(session: &Session, token: &str) -> Option<Response> {
-    let matches = session.csrf.len() == token.len()
-        && session
-            .csrf
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if matches {
+    if constant_time_eq(&session.csrf, token) {
         None
     } else {
         Some(

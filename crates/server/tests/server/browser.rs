@@ -15,10 +15,9 @@ use palisade_server::totp;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::console::{PASSWORD, create_user};
 use crate::events::{event, ingest};
 use crate::helpers::{ADMIN_TOKEN, Backend, TestServer, now, spawn_server, wait_for};
-
-const PASSWORD: &str = "a long browser password";
 
 /// chromedriver on a port of its own, stopped when dropped.
 struct Driver {
@@ -122,17 +121,6 @@ async fn wait_for_page(browser: &Client, path: &str) {
             .is_ok_and(|url| url.path() == path)
     })
     .await;
-}
-
-async fn create_user(s: &TestServer, name: &str, role: &str) {
-    let r = s
-        .post(
-            "/api/v1/users",
-            Some(ADMIN_TOKEN),
-            &json!({"name": name, "role": role, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
 /// Signs `name` in through the pages, enrolling the authenticator; with `shots`, saves the

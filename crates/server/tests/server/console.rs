@@ -16,7 +16,8 @@ on_both_backends!(
     every_page_with_every_role,
 );
 
-const PASSWORD: &str = "correct horse battery";
+/// The password of every user the console tests create.
+pub const PASSWORD: &str = "correct horse battery";
 
 /// A browser's view: no redirects followed, cookies carried by hand.
 struct Browser {
@@ -96,7 +97,8 @@ fn between(body: &str, before: &str) -> String {
     rest.split(['<', '"']).next().unwrap().to_owned()
 }
 
-async fn create_user(s: &TestServer, name: &str, role: &str) {
+/// Creates a console user through the API.
+pub async fn create_user(s: &TestServer, name: &str, role: &str) {
     let r = s
         .post(
             "/api/v1/users",

@@ -5,7 +5,7 @@
 //! Every change is audited (in the store, in the same transaction) and published to the
 //! agents' policy streams ([`Distribution`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use crate::distribution::{Distribution, Update};
 use crate::error::Error;
 use crate::role::{Permission, Principal};
-use crate::store::{AgentRecord, Group, Store};
+use crate::store::{AgentRecord, AppDestination, Group, Store};
 
 /// Longest group name accepted.
 pub const MAX_GROUP_NAME_LEN: usize = 64;
@@ -191,6 +191,53 @@ pub async fn get(
         .await?
         .map(|a| view(a, liveness, now))
         .ok_or_else(|| Error::NotFound(format!("agent {id:?}")))
+}
+
+/// An application an agent ran, and where it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    /// Its path, else its name, else `(unknown)`.
+    pub app: String,
+    /// Its connections (to the destinations listed).
+    pub connections: i64,
+    /// Of those, blocked.
+    pub blocks: i64,
+    /// Where it connected, busiest first.
+    pub destinations: Vec<AppDestination>,
+}
+
+/// Most (application, destination) pairs [`applications`] reads.
+const MAX_APP_DESTINATIONS: i64 = 500;
+
+/// The applications agent `id` ran since `since`, busiest first, each with its destinations;
+/// at most [`MAX_APP_DESTINATIONS`] pairs in all, the busiest.
+pub async fn applications(
+    store: &Store,
+    who: &Principal,
+    id: &str,
+    since: Timestamp,
+) -> Result<Vec<Application>, Error> {
+    who.require(Permission::ReadEvents)?;
+    let pairs = store
+        .app_destinations(id, since.as_millisecond(), MAX_APP_DESTINATIONS)
+        .await?;
+    let mut by_app: HashMap<String, Application> = HashMap::new();
+    for pair in pairs {
+        let app = by_app
+            .entry(pair.app.clone())
+            .or_insert_with(|| Application {
+                app: pair.app.clone(),
+                connections: 0,
+                blocks: 0,
+                destinations: Vec::new(),
+            });
+        app.connections += pair.connections;
+        app.blocks += pair.blocks;
+        app.destinations.push(pair);
+    }
+    let mut apps: Vec<Application> = by_app.into_values().collect();
+    apps.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.app.cmp(&b.app)));
+    Ok(apps)
 }
 
 /// Revokes an agent: its certificate is refused from now on, and its open policy stream ends.

@@ -52,6 +52,8 @@ pub struct Filter {
     pub status: Option<String>,
     /// Only alerts with this severity.
     pub severity: Option<String>,
+    /// Only alerts about this agent.
+    pub agent: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// At most this many (default 100, at most 500).
@@ -96,6 +98,7 @@ pub async fn list(store: &Store, who: &Principal, filter: &Filter) -> Result<Pag
         .list_alerts(
             filter.status.as_deref(),
             filter.severity.as_deref(),
+            filter.agent.as_deref(),
             before,
             limit,
         )

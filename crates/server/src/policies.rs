@@ -30,6 +30,30 @@ impl Format {
             Format::Json => "json",
         }
     }
+
+    /// The format of a file named `name`: `.json` is JSON, `.yaml` and `.yml` are YAML.
+    pub fn of_file(name: &str) -> Option<Format> {
+        let extension = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match extension.as_str() {
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Format, Error> {
+        match text {
+            "yaml" => Ok(Format::Yaml),
+            "json" => Ok(Format::Json),
+            _ => Err(Error::BadRequest(format!(
+                "format {text:?}: expected yaml or json"
+            ))),
+        }
+    }
 }
 
 /// Longest policy name accepted.
@@ -206,6 +230,48 @@ pub async fn diff(
         to,
         diff,
     })
+}
+
+/// One rule of a stored version, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// The rule's id.
+    pub id: String,
+    /// What it decides.
+    pub action: &'static str,
+    /// Whether it takes part in decisions.
+    pub enabled: bool,
+    /// What it is for, if the document says.
+    pub description: Option<String>,
+}
+
+/// The rules of a stored version, in their order. Stored versions were valid when they were
+/// stored; one this engine no longer reads is a conflict that names the first error.
+pub fn rules(version: &PolicyVersion) -> Result<Vec<RuleSummary>, Error> {
+    let format: Format = version.format.parse()?;
+    let loaded = load(&version.name, format, &version.source)?.map_err(|invalid| {
+        Error::Conflict(format!(
+            "stored version {} of policy {} no longer loads: {}",
+            version.version,
+            version.name,
+            invalid
+                .errors
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(loaded
+        .policy
+        .rules
+        .into_iter()
+        .map(|rule| RuleSummary {
+            id: rule.id,
+            action: rule.action.as_str(),
+            enabled: rule.enabled,
+            description: rule.description,
+        })
+        .collect())
 }
 
 /// Reads and validates a document named `NAME.FORMAT` as the server does: list files are

@@ -661,12 +661,14 @@ impl Store {
 }
 
 mod agents;
+mod applications;
 mod dashboard;
 mod settings;
 mod tokens;
 mod users;
 
 pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
+pub use applications::AppDestination;
 pub use dashboard::{Minute, Ranked};
 pub use settings::{SettingChange, StoredSetting};
 pub use tokens::{ApiToken, TokenRevocation};

@@ -1,6 +1,8 @@
-// The console's one script. Pages work without it; with it the connection log can follow new
-// connections live ("Live" box on the log page): the table is fetched again every few seconds
-// with the page's filters and replaced, until the box is cleared.
+// The console's one script. Pages work without it. With it:
+// - the connection log can follow new connections live ("Live" box on the log page): the table
+//   is fetched again every few seconds with the page's filters and replaced, until the box is
+//   cleared;
+// - in the policy editor, a validation finding takes the cursor to its line in the document.
 "use strict";
 
 (function () {
@@ -34,5 +36,25 @@
       window.clearInterval(timer);
       timer = null;
     }
+  });
+})();
+
+(function () {
+  const source = document.querySelector("textarea#source");
+  if (!source) {
+    return;
+  }
+  document.querySelectorAll("li[data-line] a").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      const line = Number(link.parentElement.dataset.line);
+      const lines = source.value.split("\n");
+      const start = lines.slice(0, line - 1).reduce((n, text) => n + text.length + 1, 0);
+      const end = start + (lines[line - 1] || "").length;
+      source.focus();
+      source.setSelectionRange(start, end);
+      const height = source.scrollHeight / Math.max(lines.length, 1);
+      source.scrollTop = Math.max(0, (line - 5) * height);
+    });
   });
 })();

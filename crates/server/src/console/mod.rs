@@ -10,8 +10,13 @@
 //!   Content-Security-Policy without inline script, no framing, no sniffing, no caching;
 //! - the session cookie is `HttpOnly` and `SameSite=Lax`.
 
+mod alerts;
+mod endpoints;
 mod pages;
+mod policies;
+mod settings;
 mod signin;
+mod tokens;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -19,11 +24,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::credentials::constant_time_eq;
 use crate::error::Error;
 use crate::http::{AppState, status_of};
+use crate::role::Permission;
 use crate::signin::{Session, Stage};
 
 /// The cookie that carries the session.
@@ -41,15 +47,47 @@ pub fn router() -> Router<AppState> {
             "/login/second-factor",
             get(signin::second_factor_form).post(signin::second_factor),
         )
-        .route("/logout", axum::routing::post(signin::sign_out))
+        .route("/logout", post(signin::sign_out))
         .route("/console", get(pages::dashboard))
-        .route("/console/endpoints", get(pages::endpoints))
+        .route("/console/endpoints", get(endpoints::list))
+        .route("/console/endpoints/{id}", get(endpoints::detail))
+        .route("/console/endpoints/{id}/action", post(endpoints::act))
         .route("/console/events", get(pages::events))
         .route("/console/events.csv", get(pages::events_csv))
-        .route("/console/policies", get(pages::policies))
-        .route("/console/alerts", get(pages::alerts))
+        .route("/console/policies", get(policies::list))
+        .route("/console/policies/new", get(policies::new))
+        .route("/console/policies/import", post(policies::import))
+        .route("/console/policies/editor", post(policies::submit))
+        .route("/console/policies/{id}", get(policies::detail))
+        .route("/console/policies/{id}/edit", get(policies::edit))
+        .route("/console/policies/{id}/diff", get(policies::diff))
+        .route("/console/policies/{id}/export", get(policies::export))
+        .route("/console/policies/{id}/assign", post(policies::assign))
+        .route("/console/alerts", get(alerts::list))
+        .route("/console/alerts/{id}", get(alerts::detail))
+        .route("/console/alerts/{id}/action", post(alerts::act))
         .route("/console/audit", get(pages::audit))
         .route("/console/users", get(pages::users).post(pages::create_user))
+        .route(
+            "/console/tokens",
+            get(tokens::api_tokens).post(tokens::create_api_token),
+        )
+        .route(
+            "/console/tokens/{id}/revoke",
+            post(tokens::revoke_api_token),
+        )
+        .route(
+            "/console/enrollment",
+            get(tokens::enrollment_tokens).post(tokens::create_enrollment_token),
+        )
+        .route(
+            "/console/enrollment/{id}/revoke",
+            post(tokens::revoke_enrollment_token),
+        )
+        .route(
+            "/console/settings",
+            get(settings::page).post(settings::change),
+        )
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         .layer(middleware::from_fn(security_headers))
@@ -113,6 +151,37 @@ fn clear_cookie() -> (header::HeaderName, String) {
         header::SET_COOKIE,
         format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     )
+}
+
+/// What every page's frame needs: who is signed in, what the navigation may offer, the CSRF
+/// token for the sign-out form.
+pub struct Frame {
+    user: String,
+    role: String,
+    csrf: String,
+    may_read_audit: bool,
+    may_read_users: bool,
+    may_manage_tokens: bool,
+    may_read_agents: bool,
+    may_read_settings: bool,
+    /// The navigation entry to highlight.
+    current: &'static str,
+}
+
+impl Frame {
+    fn new(session: &Session, current: &'static str) -> Frame {
+        Frame {
+            user: session.user.clone(),
+            role: session.role.as_str().to_owned(),
+            csrf: session.csrf.clone(),
+            may_read_audit: session.role.may(Permission::ReadAudit),
+            may_read_users: session.role.may(Permission::ReadUsers),
+            may_manage_tokens: session.role.may(Permission::ManageTokens),
+            may_read_agents: session.role.may(Permission::ReadAgents),
+            may_read_settings: session.role.may(Permission::ReadSettings),
+            current,
+        }
+    }
 }
 
 /// A request from a signed-in session; anything else is sent to the sign-in page.

@@ -8,8 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 
-use super::{SignedIn, csrf_refusal, error_page, render};
-use crate::agents::{self, Agent};
+use super::{Frame, SignedIn, csrf_refusal, error_page, render};
 use crate::audit::{self, Entry};
 use crate::credentials::Secret;
 use crate::dashboard::{self, Summary};
@@ -18,34 +17,7 @@ use crate::events::{self, EventQuery};
 use crate::http::AppState;
 use crate::role::{Permission, Role};
 use crate::signin::{self, Session};
-use crate::store::alerts::Alert;
-use crate::store::{PolicySummary, StoredEvent, User};
-use crate::{alerts, policies};
-
-/// What every page's frame needs: who is signed in, what the navigation may offer, the CSRF
-/// token for the sign-out form.
-pub struct Frame {
-    user: String,
-    role: String,
-    csrf: String,
-    may_read_audit: bool,
-    may_read_users: bool,
-    /// The navigation entry to highlight.
-    current: &'static str,
-}
-
-impl Frame {
-    fn new(session: &Session, current: &'static str) -> Frame {
-        Frame {
-            user: session.user.clone(),
-            role: session.role.as_str().to_owned(),
-            csrf: session.csrf.clone(),
-            may_read_audit: session.role.may(Permission::ReadAudit),
-            may_read_users: session.role.may(Permission::ReadUsers),
-            current,
-        }
-    }
-}
+use crate::store::{StoredEvent, User};
 
 /// A refusal or failure, as a page.
 #[derive(Template)]
@@ -64,13 +36,6 @@ struct Dashboard {
 }
 
 #[derive(Template)]
-#[template(path = "endpoints.html")]
-struct Endpoints {
-    frame: Frame,
-    agents: Vec<Agent>,
-}
-
-#[derive(Template)]
 #[template(path = "events.html")]
 struct Events {
     frame: Frame,
@@ -78,20 +43,6 @@ struct Events {
     events: Vec<StoredEvent>,
     next: Option<String>,
     export: String,
-}
-
-#[derive(Template)]
-#[template(path = "policies.html")]
-struct Policies {
-    frame: Frame,
-    policies: Vec<PolicySummary>,
-}
-
-#[derive(Template)]
-#[template(path = "alerts.html")]
-struct Alerts {
-    frame: Frame,
-    alerts: Vec<Alert>,
 }
 
 #[derive(Template)]
@@ -131,17 +82,6 @@ pub async fn dashboard(State(state): State<AppState>, signed_in: SignedIn) -> Re
                 chart,
             })
         }
-        Err(e) => error_page(&e),
-    }
-}
-
-pub async fn endpoints(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    let who = signed_in.session.principal();
-    match agents::list(&state.store, &who, state.liveness, (state.clock)()).await {
-        Ok(agents) => render(&Endpoints {
-            frame: Frame::new(&signed_in.session, "endpoints"),
-            agents,
-        }),
         Err(e) => error_page(&e),
     }
 }
@@ -193,28 +133,6 @@ pub async fn events(
                 export: format!("/console/events.csv?{}", encode_pairs(&csv)),
             })
         }
-        Err(e) => error_page(&e),
-    }
-}
-
-pub async fn policies(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    let who = signed_in.session.principal();
-    match policies::list(&state.store, &who).await {
-        Ok(policies) => render(&Policies {
-            frame: Frame::new(&signed_in.session, "policies"),
-            policies,
-        }),
-        Err(e) => error_page(&e),
-    }
-}
-
-pub async fn alerts(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    let who = signed_in.session.principal();
-    match alerts::list(&state.store, &who, &alerts::Filter::default()).await {
-        Ok(page) => render(&Alerts {
-            frame: Frame::new(&signed_in.session, "alerts"),
-            alerts: page.alerts,
-        }),
         Err(e) => error_page(&e),
     }
 }
@@ -310,7 +228,7 @@ fn filled_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn encode_pairs(pairs: &[(String, String)]) -> String {
+pub(super) fn encode_pairs(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()

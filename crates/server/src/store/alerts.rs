@@ -219,17 +219,19 @@ impl Store {
         &self,
         status: Option<&str>,
         severity: Option<&str>,
+        agent: Option<&str>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Alert>, StoreError> {
         let rows: Vec<Row> = with_pool!(self, pool => {
             sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM alerts WHERE ($1 IS NULL OR status = $1) \
-                 AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR id < $3) \
-                 ORDER BY id DESC LIMIT $4"
+                 AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR agent_id = $3) \
+                 AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
             ))
             .bind(status)
             .bind(severity)
+            .bind(agent)
             .bind(before)
             .bind(limit)
             .fetch_all(pool)

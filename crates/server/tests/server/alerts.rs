@@ -15,7 +15,12 @@ on_both_backends!(
     filters_and_bad_input_are_explained,
 );
 
-async fn raise(server: &TestServer, key: &str, severity: &str, evidence: &[&str]) -> (i64, bool) {
+pub(crate) async fn raise(
+    server: &TestServer,
+    key: &str,
+    severity: &str,
+    evidence: &[&str],
+) -> (i64, bool) {
     let evidence: Vec<String> = evidence.iter().map(|e| (*e).to_owned()).collect();
     let explanation = json!({"interval_s": 60, "skew": 0.02, "baseline": "none"});
     let (alert, new) = alerts::raise(

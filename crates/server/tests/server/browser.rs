@@ -144,6 +144,92 @@ async fn sign_in(s: &TestServer, browser: &Client, name: &str, shots: bool) {
     wait_for_page(browser, "/console").await;
 }
 
+/// Replaces the editor's document with `source`.
+async fn type_document(browser: &Client, source: &str) {
+    let field = browser.find(Locator::Id("source")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(source).await.unwrap();
+}
+
+/// Writes a policy in the editor (a mistake first), validates, dry-runs, saves and assigns
+/// it to the default group; returns the policy page's path.
+async fn edit_validate_and_assign_a_policy(s: &TestServer, browser: &Client) -> String {
+    browser
+        .goto(&format!("{}/console/policies", s.base))
+        .await
+        .unwrap();
+    click(browser, "new-policy").await;
+    wait_for_page(browser, "/console/policies/new").await;
+    fill(browser, "policy-name", "laptops").await;
+    type_document(
+        browser,
+        "version: 1\nname: laptops\ndefault_action: allow\nrules:\n  - id: no-telnet\n    action: deny\n    match: {dst_port: 23}\n",
+    )
+    .await;
+    click(browser, "validate").await;
+    wait_for("the findings", || async {
+        browser.find(Locator::Id("invalid")).await.is_ok()
+    })
+    .await;
+    let findings = text_of(browser, "findings").await;
+    assert!(findings.contains("laptops.yaml:6:"), "{findings}");
+    assert!(findings.contains("rules[0].action"), "{findings}");
+    shoot(browser, "12-policy-invalid").await;
+
+    type_document(
+        browser,
+        "version: 1\nname: laptops\ndefault_action: allow\nrules:\n  - id: no-telnet\n    action: block\n    match: {dst_port: 23}\n",
+    )
+    .await;
+    click(browser, "validate").await;
+    wait_for("the document to validate", || async {
+        browser.find(Locator::Id("valid")).await.is_ok()
+    })
+    .await;
+    click(browser, "dry-run-button").await;
+    wait_for("the dry run", || async {
+        browser.find(Locator::Id("dry-run-summary")).await.is_ok()
+    })
+    .await;
+    let summary = text_of(browser, "dry-run-summary").await;
+    assert!(
+        summary.starts_with("Would have blocked 1 connection of 1 app"),
+        "{summary}"
+    );
+    shoot(browser, "13-policy-dry-run").await;
+
+    click(browser, "save").await;
+    wait_for("the policy's page", || async {
+        browser.find(Locator::Id("versions")).await.is_ok()
+    })
+    .await;
+    let path = browser.current_url().await.unwrap().path().to_owned();
+    click(browser, "assign-button").await;
+    wait_for("the assignment", || async {
+        text_of(browser, "assigned").await.contains("default")
+    })
+    .await;
+    shoot(browser, "14-policy").await;
+
+    click(browser, "edit").await;
+    wait_for_page(browser, &format!("{path}/edit")).await;
+    type_document(
+        browser,
+        "version: 1\nname: laptops\ndefault_action: allow\nrules:\n  - id: no-telnet\n    action: block\n    match: {dst_port: 23}\n  - id: no-ftp\n    action: block\n    match: {dst_port: 21}\n",
+    )
+    .await;
+    click(browser, "save").await;
+    wait_for_page(browser, &path).await;
+    browser
+        .goto(&format!("{}{path}/diff", s.base))
+        .await
+        .unwrap();
+    let diff = text_of(browser, "diff").await;
+    assert!(diff.contains("+  - id: no-ftp"), "{diff}");
+    shoot(browser, "15-policy-diff").await;
+    path
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
     if std::env::var("PALISADE_BROWSER_TESTS").as_deref() != Ok("1") {
@@ -230,6 +316,7 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     assert_eq!(same_page, json!(true), "the page was loaded again");
     shoot(&browser, "10-connections-live").await;
+    let policy = edit_validate_and_assign_a_policy(&s, &browser).await;
     browser.close().await.unwrap();
 
     // A viewer is offered neither users nor the audit log, and is refused them by address.
@@ -254,6 +341,22 @@ async fn the_console_in_a_real_browser() {
         "the viewer saw the users page"
     );
     shoot(&browser, "11-viewer-refused").await;
+    browser.goto(&format!("{}{policy}", s.base)).await.unwrap();
+    assert!(
+        browser.find(Locator::Id("edit")).await.is_err(),
+        "an Edit link for a viewer"
+    );
+    browser
+        .goto(&format!("{}{policy}/edit", s.base))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, "problem")
+            .await
+            .contains("your role may not create policy versions"),
+        "the viewer was given the editor"
+    );
+    shoot(&browser, "16-viewer-refused-edit").await;
     browser.close().await.unwrap();
     s.stop().await;
 }

@@ -20,17 +20,18 @@ on_both_backends!(
 pub const PASSWORD: &str = "correct horse battery";
 
 /// A browser's view: no redirects followed, cookies carried by hand.
-struct Browser {
+pub struct Browser {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     csp: Option<String>,
-    body: String,
+    pub body: String,
 }
 
 impl Browser {
@@ -45,7 +46,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(cookie) = &self.cookie {
             request = request.header("cookie", format!("palisade_session={cookie}"));
@@ -53,8 +54,41 @@ impl Browser {
         self.page(request.send().await.unwrap()).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("palisade_session={cookie}"));
+        }
+        self.page(request.send().await.unwrap()).await
+    }
+
+    /// Posts a `multipart/form-data` body: `fields` as text, then one file.
+    pub async fn post_file(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &str),
+    ) -> Page {
+        let boundary = "palisade-test-boundary";
+        let mut body = String::new();
+        for (name, value) in fields {
+            body += &format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            );
+        }
+        let (name, file_name, content) = file;
+        body += &format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n{content}\r\n--{boundary}--\r\n"
+        );
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
         if let Some(cookie) = &self.cookie {
             request = request.header("cookie", format!("palisade_session={cookie}"));
         }
@@ -81,6 +115,7 @@ impl Browser {
         }
         Page {
             status: response.status(),
+            headers: response.headers().clone(),
             location: header(LOCATION),
             csp: header(CONTENT_SECURITY_POLICY),
             body: response.text().await.unwrap(),
@@ -89,7 +124,7 @@ impl Browser {
 }
 
 /// The text between `before` and the next `<` (or `"` for an attribute) in `body`.
-fn between(body: &str, before: &str) -> String {
+pub fn between(body: &str, before: &str) -> String {
     let rest = &body[body
         .find(before)
         .unwrap_or_else(|| panic!("{before} in {body}"))
@@ -111,7 +146,7 @@ pub async fn create_user(s: &TestServer, name: &str, role: &str) {
 
 /// Signs `name` in, enrolling a second factor the first time; returns the browser and the
 /// TOTP secret.
-async fn sign_in(s: &TestServer, name: &str) -> (Browser, String) {
+pub async fn sign_in(s: &TestServer, name: &str) -> (Browser, String) {
     let mut browser = Browser::new(s);
     let page = browser
         .post("/login", &[("name", name), ("password", PASSWORD)])
@@ -298,12 +333,30 @@ async fn every_page_with_every_role(s: &TestServer) {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["policy_id"].as_i64().unwrap();
+    let second = s
+        .create_policy(
+            ADMIN_TOKEN,
+            "workstation",
+            "yaml",
+            "version: 1\nname: workstation\ndefault_action: block\n",
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
+    let policy = |page: &str| format!("/console/policies/{id}{page}");
+    let (detail, first, diff) = (policy(""), policy("?version=1"), policy("/diff"));
+    let (export, edit) = (policy("/export"), policy("/edit"));
+    let agent = crate::gateway::enroll(s).await.identity.agent_id;
+    let endpoint = format!("/console/endpoints/{agent}");
+    let (alert_id, _) = crate::alerts::raise(s, "beacon:agent-1:x", "high", &[]).await;
+    let alert = format!("/console/alerts/{alert_id}");
     let ok = StatusCode::OK;
     let no = StatusCode::FORBIDDEN;
     // (page, admin, editor, analyst, viewer, auditor)
     let matrix = [
         ("/console", [ok, ok, ok, ok, ok]),
         ("/console/endpoints", [ok, ok, ok, ok, ok]),
+        (endpoint.as_str(), [ok, ok, ok, ok, ok]),
         ("/console/events", [ok, ok, ok, ok, ok]),
         (
             "/console/events?domain=!*.example.com",
@@ -311,7 +364,21 @@ async fn every_page_with_every_role(s: &TestServer) {
         ),
         ("/console/events.csv", [ok, ok, ok, ok, ok]),
         ("/console/policies", [ok, ok, ok, ok, ok]),
+        ("/console/policies/new", [ok, ok, no, no, no]),
+        (detail.as_str(), [ok, ok, ok, ok, ok]),
+        (first.as_str(), [ok, ok, ok, ok, ok]),
+        (diff.as_str(), [ok, ok, ok, ok, ok]),
+        (export.as_str(), [ok, ok, ok, ok, ok]),
+        (edit.as_str(), [ok, ok, no, no, no]),
         ("/console/alerts", [ok, ok, ok, ok, ok]),
+        (
+            "/console/alerts?status=open&severity=high",
+            [ok, ok, ok, ok, ok],
+        ),
+        (alert.as_str(), [ok, ok, ok, ok, ok]),
+        ("/console/enrollment", [ok, ok, ok, ok, ok]),
+        ("/console/tokens", [ok, no, no, no, no]),
+        ("/console/settings", [ok, no, no, no, ok]),
         ("/console/audit", [ok, no, no, no, ok]),
         ("/console/users", [ok, no, no, no, ok]),
     ];

@@ -22,6 +22,12 @@
 //! - `browser`: the console in a real headless Chromium (with `PALISADE_BROWSER_TESTS=1`).
 //! - `console`: the web console: sign-in with password and TOTP, lockout, CSRF, security
 //!   headers, every page with every role.
+//! - `alert_pages`, `admin_pages`: the console's alert pages (filters, explanation, working an
+//!   alert), and its API token, enrollment token and settings pages.
+//! - `endpoint_pages`: the console's endpoint page: applications and destinations, recent
+//!   connections, alerts, and the actions isolate, release, move and revoke.
+//! - `policy_pages`: the console's policy pages: editor (validate, dry run, save), versions,
+//!   diff, export, import, assignment, and what a viewer may not do.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
 // Test code may panic: a panic is how a test fails.
@@ -35,15 +41,19 @@
 #[macro_use]
 mod helpers;
 
+mod admin_pages;
+mod alert_pages;
 mod alerts;
 mod api;
 mod browser;
 mod bus;
 mod console;
+mod endpoint_pages;
 mod events;
 mod gateway;
 mod isolation;
 mod offline;
 mod openapi;
+mod policy_pages;
 mod settings;
 mod tokens;

@@ -160,6 +160,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "console",
         include_str!("../migrations/sqlite/0009_console.sql"),
     ),
+    (
+        10,
+        "event_rollups",
+        include_str!("../migrations/sqlite/0010_event_rollups.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -208,6 +213,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         9,
         "console",
         include_str!("../migrations/postgres/0009_console.sql"),
+    ),
+    (
+        10,
+        "event_rollups",
+        include_str!("../migrations/postgres/0010_event_rollups.sql"),
     ),
 ]);
 
@@ -663,6 +673,7 @@ impl Store {
 mod agents;
 mod applications;
 mod dashboard;
+mod rollups;
 mod settings;
 mod tokens;
 mod users;
@@ -670,6 +681,7 @@ mod users;
 pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
 pub use applications::AppDestination;
 pub use dashboard::{Minute, Ranked};
+pub use rollups::RuleHits;
 pub use settings::{SettingChange, StoredSetting};
 pub use tokens::{ApiToken, TokenRevocation};
 pub use users::{SessionRecord, User, UserRecord};

@@ -1,5 +1,7 @@
 //! Queries behind the dashboard: connections and blocks per minute, the busiest applications
-//! and the most blocked destinations since a time, and open alerts by severity.
+//! and the most blocked destinations since a time, and open alerts by severity. They read the
+//! per-minute roll-ups (`store/rollups.rs`), never the events: an hour is at most a few
+//! thousand roll-up rows however many events it held.
 
 use super::{Pool, Store, StoreError};
 
@@ -31,15 +33,13 @@ impl Ranked {
 }
 
 impl Store {
-    /// Connections and blocks per minute from `since_ms` on, oldest first; minutes without
-    /// connections are left out.
+    /// Connections and blocks per minute from `since_ms` (a minute's start) on, oldest first;
+    /// minutes without connections are left out.
     pub async fn connections_per_minute(&self, since_ms: i64) -> Result<Vec<Minute>, StoreError> {
         let rows: Vec<(i64, i64, i64)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT CAST(time_ms / 60000 * 60000 AS BIGINT) AS minute, \
-                 CAST(COUNT(*) AS BIGINT), \
-                 CAST(SUM(CASE WHEN verdict = 'block' THEN 1 ELSE 0 END) AS BIGINT) \
-                 FROM connection_events WHERE time_ms >= $1 GROUP BY minute ORDER BY minute",
+                "SELECT minute_ms, connections, blocks FROM event_minutes \
+                 WHERE minute_ms >= $1 ORDER BY minute_ms",
             )
             .bind(since_ms)
             .fetch_all(pool)
@@ -55,32 +55,31 @@ impl Store {
             .collect())
     }
 
-    /// The `limit` applications with the most connections from `since_ms` on.
+    /// The `limit` applications with the most connections from `since_ms` (a minute's start) on.
     pub async fn top_applications(
         &self,
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<Ranked>, StoreError> {
         self.top(
-            "SELECT COALESCE(app_name, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
-             FROM connection_events WHERE time_ms >= $1 \
-             GROUP BY name ORDER BY n DESC, name LIMIT $2",
+            "SELECT app, CAST(SUM(connections) AS BIGINT) AS n FROM event_minute_apps \
+             WHERE minute_ms >= $1 GROUP BY app ORDER BY n DESC, app LIMIT $2",
             since_ms,
             limit,
         )
         .await
     }
 
-    /// The `limit` destinations (domain, else address) blocked most often from `since_ms` on.
+    /// The `limit` destinations (domain, else address) blocked most often from `since_ms` (a
+    /// minute's start) on.
     pub async fn top_blocked_destinations(
         &self,
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<Ranked>, StoreError> {
         self.top(
-            "SELECT COALESCE(domain, dst_ip, '(unknown)') AS name, CAST(COUNT(*) AS BIGINT) AS n \
-             FROM connection_events WHERE time_ms >= $1 AND verdict = 'block' \
-             GROUP BY name ORDER BY n DESC, name LIMIT $2",
+            "SELECT destination, CAST(SUM(blocks) AS BIGINT) AS n FROM event_minute_blocked \
+             WHERE minute_ms >= $1 GROUP BY destination ORDER BY n DESC, destination LIMIT $2",
             since_ms,
             limit,
         )

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use palisade_proto::{Action, ConnectionEvent, Direction, Protocol, Traffic, Verdict};
 use sqlx::Row;
 
+use super::rollups::{Rollup, delete_minutes_before, minute_of, write_rollup};
 use super::{Pool, Store, StoreError};
 
 /// A batch of events to store, validated by the events service.
@@ -275,6 +276,12 @@ impl Store {
                     insert_sql(SQLITE_ROWS_PER_INSERT),
                     insert_sql(rows.len() % SQLITE_ROWS_PER_INSERT),
                 );
+                // Usually no event of a new batch was stored before: insert them all, inside a
+                // savepoint. When some were (fewer rows went in), insert again the slower way
+                // that tells which rows are new, so that the roll-ups count only those.
+                sqlx::query("SAVEPOINT direct_insert")
+                    .execute(&mut *tx)
+                    .await?;
                 let mut chunks = rows.chunks(SQLITE_ROWS_PER_INSERT);
                 let mut next = chunks.next().map(|c| insert_sqlite(&sql, c)).transpose()?;
                 let mut stored = 0;
@@ -285,6 +292,32 @@ impl Store {
                     });
                     stored += inserted?.rows_affected();
                     next = following?;
+                }
+                let mut rollup = Rollup::default();
+                if usize::try_from(stored).is_ok_and(|n| n == rows.len()) {
+                    sqlx::query("RELEASE SAVEPOINT direct_insert")
+                        .execute(&mut *tx)
+                        .await?;
+                    for &(batch, event) in &rows {
+                        rollup.add(&batch.agent_id, event);
+                    }
+                } else {
+                    sqlx::query("ROLLBACK TO SAVEPOINT direct_insert")
+                        .execute(&mut *tx)
+                        .await?;
+                    let mut new = Vec::new();
+                    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                        let sql = format!("{} {RETURNING_KEY}", insert_sql(chunk.len()));
+                        let keys: Vec<(String, i64, i64)> =
+                            sqlx::query_as_with(&sql, bind_sqlite(chunk)?)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                        new.extend(keys);
+                    }
+                    stored = u64::try_from(new.len()).unwrap_or(u64::MAX);
+                    for (batch, event) in only_new(&rows, new) {
+                        rollup.add(&batch.agent_id, event);
+                    }
                 }
                 for u in merged_updates(batches, &fresh) {
                     sqlx::query(UPDATE_SQLITE)
@@ -301,6 +334,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                write_rollup!(tx, &rollup);
                 tx.commit().await?;
                 Ok(BatchesStored {
                     fresh,
@@ -321,6 +355,7 @@ impl Store {
                     .await?;
                 let mut tx = pool.begin().await?;
                 let mut data = Vec::new();
+                let mut rows: Vec<(&NewBatch, &ConnectionEvent)> = Vec::new();
                 for &i in &order {
                     let Some(batch) = batches.get(i) else {
                         continue;
@@ -334,6 +369,7 @@ impl Store {
                     data.reserve(batch.events.len() * 256);
                     for event in batch.events.iter().filter(|e| e.update_of.is_none()) {
                         copy_line(&mut data, &batch.agent_id, batch.received_ms, event);
+                        rows.push((batch, event));
                     }
                 }
                 // Usually no event of a new batch was stored before: copy straight into the
@@ -343,22 +379,32 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 let copied = copy_rows(&mut tx, "connection_events", &data).await;
+                let mut rollup = Rollup::default();
                 let stored = match copied {
                     Ok(n) => {
                         sqlx::query("RELEASE SAVEPOINT direct_copy")
                             .execute(&mut *tx)
                             .await?;
+                        for &(batch, event) in &rows {
+                            rollup.add(&batch.agent_id, event);
+                        }
                         n
                     }
                     Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                         sqlx::query("ROLLBACK TO SAVEPOINT direct_copy")
                             .execute(&mut *tx)
                             .await?;
-                        copy_skipping_stored(&mut tx, &data).await?
+                        let new = copy_skipping_stored(&mut tx, &data).await?;
+                        let n = u64::try_from(new.len()).unwrap_or(u64::MAX);
+                        for (batch, event) in only_new(&rows, new) {
+                            rollup.add(&batch.agent_id, event);
+                        }
+                        n
                     }
                     Err(e) => return Err(e.into()),
                 };
                 update_postgres(&mut tx, &merged_updates(batches, &fresh)).await?;
+                write_rollup!(tx, &rollup);
                 tx.commit().await?;
                 Ok(BatchesStored {
                     fresh,
@@ -414,9 +460,11 @@ impl Store {
         Ok(events)
     }
 
-    /// Removes the events older than `cutoff_ms`: on PostgreSQL the day partitions that end at
-    /// or before it (a partition that straddles the cutoff stays whole until its day is past),
-    /// on SQLite every such event. Batch records received before the cutoff are forgotten too.
+    /// Removes the events older than `cutoff_ms`, with their minutes in the roll-ups: on
+    /// PostgreSQL the day partitions that end at or before it (a partition that straddles the
+    /// cutoff stays whole until its day is past), on SQLite every event before the start of the
+    /// cutoff's minute (so that no roll-up minute is removed in part). Batch records received
+    /// before the cutoff are forgotten too.
     pub async fn remove_events_before(
         &self,
         cutoff_ms: i64,
@@ -424,13 +472,15 @@ impl Store {
         let mut report = RetentionReport::default();
         match &self.pool {
             Pool::Sqlite { writes, .. } => {
+                let minute = minute_of(cutoff_ms);
                 let mut tx = writes.begin().await?;
                 report.events_removed =
                     sqlx::query("DELETE FROM connection_events WHERE time_ms < $1")
-                        .bind(cutoff_ms)
+                        .bind(minute)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                delete_minutes_before!(tx, minute);
                 report.batches_forgotten = sqlx::query(FORGET_BATCHES)
                     .bind(cutoff_ms)
                     .execute(&mut *tx)
@@ -475,6 +525,7 @@ impl Store {
                     sqlx::query(&format!("DROP TABLE \"{name}\""))
                         .execute(&mut *tx)
                         .await?;
+                    delete_minutes_before!(tx, end_ms);
                     tx.commit().await?;
                     report.events_removed += u64::try_from(n).unwrap_or(0);
                     report.partitions_dropped.push(name);
@@ -770,12 +821,12 @@ async fn copy_rows(
 }
 
 /// Copies rows into a temporary staging table and moves those not stored yet into the events
-/// table; how many were new. The staging table lives as long as the connection; its rows only
-/// until the transaction ends.
+/// table; the keys of those that were new. The staging table lives as long as the connection;
+/// its rows only until the transaction ends.
 async fn copy_skipping_stored(
     tx: &mut sqlx::PgConnection,
     data: &[u8],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     // Checked first: `CREATE ... IF NOT EXISTS` would log a notice every time.
     let (staged,): (bool,) =
         sqlx::query_as("SELECT to_regclass('pg_temp.event_staging') IS NOT NULL")
@@ -789,13 +840,29 @@ async fn copy_skipping_stored(
         .await?;
     }
     copy_rows(tx, "event_staging", data).await?;
-    Ok(sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "INSERT INTO connection_events ({COLUMNS}) SELECT {COLUMNS} FROM event_staging \
-         ON CONFLICT (agent_id, seq, time_ms) DO NOTHING"
+         ON CONFLICT (agent_id, seq, time_ms) DO NOTHING {RETURNING_KEY}"
     ))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected())
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Appended to an insert of events: the key of each row that went in.
+const RETURNING_KEY: &str = "RETURNING agent_id, seq, time_ms";
+
+/// The rows of `rows` whose key is in `new` (the keys of the rows an insert stored), each key
+/// taken once: of two rows with the same key, only the first went in.
+fn only_new<'r, 'a>(
+    rows: &'r [(&'a NewBatch, &'a ConnectionEvent)],
+    new: Vec<(String, i64, i64)>,
+) -> impl Iterator<Item = (&'a NewBatch, &'a ConnectionEvent)> + 'r {
+    let mut new: std::collections::HashSet<(String, i64, i64)> = new.into_iter().collect();
+    rows.iter()
+        .filter(move |(batch, event)| {
+            new.remove(&(batch.agent_id.clone(), to_i64(event.seq), event.time_ms))
+        })
+        .copied()
 }
 
 /// Appends one event as a line of PostgreSQL's `COPY` text format: tab-separated, `\N` for

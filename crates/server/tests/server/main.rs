@@ -19,6 +19,8 @@
 //!   simulated endpoint.
 //! - `offline`: the watchdog's `agent_offline` alert.
 //! - `openapi`: the OpenAPI document matches the routes that are served.
+//! - `rollups`: the event roll-ups agree with the events after re-sent batches and retention;
+//!   rule hits per policy.
 //! - `browser`: the console in a real headless Chromium (with `PALISADE_BROWSER_TESTS=1`).
 //! - `console`: the web console: sign-in with password and TOTP, lockout, CSRF, security
 //!   headers, every page with every role.
@@ -55,5 +57,6 @@ mod isolation;
 mod offline;
 mod openapi;
 mod policy_pages;
+mod rollups;
 mod settings;
 mod tokens;

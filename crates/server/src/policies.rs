@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use crate::distribution::{Distribution, Update};
 use crate::error::Error;
 use crate::role::{Permission, Principal};
-use crate::store::{NewVersion, PolicySummary, PolicyVersion, Store};
+use crate::store::{NewVersion, PolicySummary, PolicyVersion, RuleHits, Store};
 
 /// The syntax of a policy document.
 #[derive(
@@ -230,6 +230,14 @@ pub async fn diff(
         to,
         diff,
     })
+}
+
+/// How often each rule of policy `id` decided a connection on the agents of the groups it is
+/// assigned to, and when last; rules never hit are left out.
+pub async fn rule_hits(store: &Store, who: &Principal, id: i64) -> Result<Vec<RuleHits>, Error> {
+    who.require(Permission::ReadPolicies)?;
+    who.require(Permission::ReadEvents)?;
+    Ok(store.rule_hits(id).await?)
 }
 
 /// One rule of a stored version, as the console lists it.

@@ -7,6 +7,7 @@ use axum::Form;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use jiff::Timestamp;
 
 use super::{Frame, SignedIn, csrf_refusal, error_page, render};
 use crate::agents;
@@ -35,12 +36,19 @@ struct Detail {
     /// Whether it is the newest.
     newest: bool,
     versions: Vec<PolicyVersion>,
-    rules: Vec<RuleSummary>,
+    rules: Vec<RuleRow>,
     /// Groups this policy is assigned to.
     assigned: Vec<String>,
     /// Groups it could be assigned to (empty when the role may not assign).
     others: Vec<String>,
     may_write: bool,
+}
+
+/// A rule with how often it decided a connection, and when last.
+struct RuleRow {
+    rule: RuleSummary,
+    hits: i64,
+    last_hit: Option<String>,
 }
 
 #[derive(Template)]
@@ -128,7 +136,19 @@ async fn detail_page(
     let who = session.principal();
     let versions = policies::versions(&state.store, &who, id).await?;
     let shown = pick(&versions, id, version)?.clone();
-    let rules = policies::rules(&shown)?;
+    let hits = policies::rule_hits(&state.store, &who, id).await?;
+    let rules = policies::rules(&shown)?
+        .into_iter()
+        .map(|rule| {
+            let hit = hits.iter().find(|h| h.rule == rule.id);
+            RuleRow {
+                hits: hit.map_or(0, |h| h.hits),
+                last_hit: hit.and_then(|h| Timestamp::from_millisecond(h.last_hit_ms).ok())
+                    .map(|t| t.to_string()),
+                rule,
+            }
+        })
+        .collect();
     let groups: Vec<Group> = if session.role.may(Permission::ReadAgents) {
         agents::list_groups(&state.store, &who).await?
     } else {

@@ -160,6 +160,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "console",
         include_str!("../migrations/sqlite/0009_console.sql"),
     ),
+    (
+        11,
+        "oidc",
+        include_str!("../migrations/sqlite/0011_oidc.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -208,6 +213,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         9,
         "console",
         include_str!("../migrations/postgres/0009_console.sql"),
+    ),
+    (
+        11,
+        "oidc",
+        include_str!("../migrations/postgres/0011_oidc.sql"),
     ),
 ]);
 

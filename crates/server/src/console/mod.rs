@@ -12,11 +12,12 @@
 
 mod pages;
 mod signin;
+mod sso;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -41,6 +42,8 @@ pub fn router() -> Router<AppState> {
             "/login/second-factor",
             get(signin::second_factor_form).post(signin::second_factor),
         )
+        .route("/login/sso", get(sso::start))
+        .route("/login/sso/callback", get(sso::callback))
         .route("/logout", axum::routing::post(signin::sign_out))
         .route("/console", get(pages::dashboard))
         .route("/console/endpoints", get(pages::endpoints))
@@ -87,14 +90,18 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 /// The session cookie's value in the request, if any.
 fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    cookie(&parts.headers, COOKIE)
+}
+
+/// The value of the cookie `name` in the request, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
 }

@@ -22,6 +22,8 @@
 //! - `browser`: the console in a real headless Chromium (with `PALISADE_BROWSER_TESTS=1`).
 //! - `console`: the web console: sign-in with password and TOTP, lockout, CSRF, security
 //!   headers, every page with every role.
+//! - `oidc`: single sign-on with OpenID Connect, against a provider inside the tests that can
+//!   misbehave and (with `PALISADE_OIDC_TESTS=1`) the real `oidc-provider-mock` process.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
 
 // Test code may panic: a panic is how a test fails.
@@ -44,6 +46,7 @@ mod events;
 mod gateway;
 mod isolation;
 mod offline;
+mod oidc;
 mod openapi;
 mod settings;
 mod tokens;

@@ -152,6 +152,7 @@ fn config(args: ServerArgs) -> Result<Config, String> {
     if let Some(grpc) = args.grpc {
         settings.grpc = grpc;
     }
+    let oidc = settings.oidc().map_err(|e| e.to_string())?;
     let database = Database::from_url(settings.database_url.as_deref())
         .map_err(|e| format!("database_url (configuration file or PALISADE_DATABASE_URL): {e}"))?;
     Ok(Config {
@@ -169,6 +170,7 @@ fn config(args: ServerArgs) -> Result<Config, String> {
         retention_interval: std::time::Duration::from_secs(
             settings.retention_interval_seconds.get(),
         ),
+        oidc,
     })
 }
 

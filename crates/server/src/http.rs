@@ -29,6 +29,7 @@ use crate::enrollment;
 use crate::error::Error;
 use crate::events::{self, EventPage, EventQuery, OutputFormat};
 use crate::metrics::Metrics;
+use crate::oidc::Oidc;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
 use crate::simulate::{self, SimulationReport};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub hub: Distribution,
     /// When an agent counts as offline.
     pub liveness: Liveness,
+    /// Single sign-on to the console, when configured.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 /// The REST API's description; the paths are added by [`router`] as the routes are registered.

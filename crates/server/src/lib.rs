@@ -11,6 +11,7 @@
 //! - [`audit`]: the audit log's hash chain, its verification, and reading the log.
 //! - [`auth`]: authentication by API token, and the token service (create, list, revoke).
 //! - [`signin`]: console sign-in (password, then TOTP), sessions, and the user service.
+//! - [`oidc`]: single sign-on to the console with an OpenID Connect provider.
 //! - [`totp`]: time-based one-time passwords (RFC 6238).
 //! - [`dashboard`]: the fleet at a glance: agents, traffic per minute, top applications and
 //!   blocked destinations, open alerts.
@@ -61,6 +62,7 @@ pub mod http;
 pub mod ingest;
 pub mod isolation;
 pub mod metrics;
+pub mod oidc;
 pub mod policies;
 pub mod retention;
 pub mod role;

@@ -26,6 +26,7 @@ use crate::gateway::GatewayService;
 use crate::http::{self, AppState};
 use crate::ingest::Pipeline;
 use crate::metrics::Metrics;
+use crate::oidc::{Oidc, OidcConfig};
 use crate::store::{Store, StoreError};
 
 /// Where the data lives.
@@ -72,6 +73,8 @@ pub struct Config {
     /// How often the retention timer runs (it also runs once at start); see
     /// [`crate::retention::DEFAULT_INTERVAL`].
     pub retention_interval: Duration,
+    /// Single sign-on to the console; none means only local users sign in.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// The node did not start.
@@ -106,6 +109,9 @@ pub enum StartError {
     /// The gateway's TLS configuration was refused.
     #[error("agent gateway TLS: {0}")]
     Tls(String),
+    /// The HTTP client for single sign-on cannot be set up.
+    #[error("single sign-on: {0}")]
+    Oidc(String),
     /// The HTTP address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -218,12 +224,19 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         config.liveness,
         clock.clone(),
     ));
+    let oidc = match config.oidc {
+        Some(oidc) => Some(Arc::new(
+            Oidc::new(oidc, http).map_err(|e| StartError::Oidc(e.to_string()))?,
+        )),
+        None => None,
+    };
     let app = http::router(AppState {
         store: store.clone(),
         metrics,
         clock: clock.clone(),
         hub: hub.clone(),
         liveness: config.liveness,
+        oidc,
     });
     let identity = ca.server_identity(clock())?;
     let tls = ServerTlsConfig::new()

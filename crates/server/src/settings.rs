@@ -10,16 +10,30 @@
 //! amqp_url = "amqp://guest:guest@mq:5672/%2f"
 //! amqp_prefix = "palisade"
 //! retention_interval_seconds = 3600
+//!
+//! [oidc]                       # single sign-on to the console; off without an issuer
+//! issuer = "https://login.example.com/realms/acme"
+//! client_id = "palisade"
+//! client_secret = "..."
+//! role_claim = "groups"
+//! console_url = "https://palisade.example.com"
+//! [oidc.roles]                 # claim value -> Palisade role
+//! "palisade-admins" = "admin"
 //! ```
 //!
 //! Settings people change while the server runs (event retention) are not here: they are in
 //! the database ([`crate::stored_settings`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::credentials::Secret;
+use crate::oidc::OidcConfig;
+use crate::role::Role;
 
 /// Everything an operator can set, with the defaults of a single-machine install.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -40,6 +54,48 @@ pub struct Settings {
     pub amqp_prefix: Option<String>,
     /// Seconds between two runs of the event retention timer (it also runs once at start).
     pub retention_interval_seconds: NonZeroU64,
+    /// Single sign-on to the console through an OpenID Connect provider.
+    pub oidc: OidcSettings,
+}
+
+/// The `[oidc]` section: single sign-on to the console; without an issuer it is off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSettings {
+    /// The provider's issuer URL; its discovery document is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Option<String>,
+    /// The client id registered at the provider.
+    pub client_id: Option<String>,
+    /// The client secret; none for a public client.
+    pub client_secret: Option<String>,
+    /// The scopes asked for, separated by spaces; `openid` among them.
+    pub scopes: String,
+    /// The ID token claim that carries the user's roles or groups (a string or an array of
+    /// strings).
+    pub role_claim: String,
+    /// Which value of the role claim gives which Palisade role.
+    pub roles: BTreeMap<String, String>,
+    /// The claim that names the user; none means `preferred_username`, then `email`, then
+    /// `sub`.
+    pub name_claim: Option<String>,
+    /// The console's address as browsers reach it (the redirect URI is this plus
+    /// `/login/sso/callback`); none means `http://` and the HTTP address.
+    pub console_url: Option<String>,
+}
+
+impl Default for OidcSettings {
+    fn default() -> OidcSettings {
+        OidcSettings {
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            scopes: "openid profile email".to_owned(),
+            role_claim: "groups".to_owned(),
+            roles: BTreeMap::new(),
+            name_claim: None,
+            console_url: None,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -52,12 +108,13 @@ impl Default for Settings {
             amqp_url: None,
             amqp_prefix: None,
             retention_interval_seconds: NonZeroU64::new(3600).unwrap_or(NonZeroU64::MIN),
+            oidc: OidcSettings::default(),
         }
     }
 }
 
 /// The environment variable that overrides each setting.
-pub const ENVIRONMENT: [(&str, &str); 7] = [
+pub const ENVIRONMENT: [(&str, &str); 15] = [
     ("PALISADE_DATA", "data"),
     ("PALISADE_HTTP", "http"),
     ("PALISADE_GRPC", "grpc"),
@@ -68,6 +125,15 @@ pub const ENVIRONMENT: [(&str, &str); 7] = [
         "PALISADE_RETENTION_INTERVAL_SECONDS",
         "retention_interval_seconds",
     ),
+    ("PALISADE_OIDC_ISSUER", "oidc.issuer"),
+    ("PALISADE_OIDC_CLIENT_ID", "oidc.client_id"),
+    ("PALISADE_OIDC_CLIENT_SECRET", "oidc.client_secret"),
+    ("PALISADE_OIDC_SCOPES", "oidc.scopes"),
+    ("PALISADE_OIDC_ROLE_CLAIM", "oidc.role_claim"),
+    // VALUE=ROLE pairs separated by commas, e.g. `palisade-admins=admin,soc=analyst`.
+    ("PALISADE_OIDC_ROLES", "oidc.roles"),
+    ("PALISADE_OIDC_NAME_CLAIM", "oidc.name_claim"),
+    ("PALISADE_OIDC_CONSOLE_URL", "oidc.console_url"),
 ];
 
 /// The settings cannot be used.
@@ -101,6 +167,14 @@ pub enum SettingsError {
         /// Its value.
         value: String,
         /// Why it was refused.
+        reason: String,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{setting}: {reason}")]
+    Invalid {
+        /// The setting, as in the file.
+        setting: &'static str,
+        /// Why.
         reason: String,
     },
 }
@@ -159,11 +233,117 @@ impl Settings {
                         refuse("expected a whole number of seconds, at least 1".to_owned())
                     })?;
                 }
+                "PALISADE_OIDC_ISSUER" => self.oidc.issuer = optional(&value),
+                "PALISADE_OIDC_CLIENT_ID" => self.oidc.client_id = optional(&value),
+                "PALISADE_OIDC_CLIENT_SECRET" => self.oidc.client_secret = optional(&value),
+                "PALISADE_OIDC_SCOPES" => self.oidc.scopes.clone_from(&value),
+                "PALISADE_OIDC_ROLE_CLAIM" => self.oidc.role_claim.clone_from(&value),
+                "PALISADE_OIDC_ROLES" => {
+                    self.oidc.roles = value
+                        .split(',')
+                        .filter(|pair| !pair.trim().is_empty())
+                        .map(|pair| {
+                            pair.rsplit_once('=')
+                                .map(|(v, r)| (v.trim().to_owned(), r.trim().to_owned()))
+                                .ok_or_else(|| {
+                                    refuse(format!(
+                                        "{pair:?} is not VALUE=ROLE; expected e.g. \
+                                         palisade-admins=admin,soc=analyst"
+                                    ))
+                                })
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "PALISADE_OIDC_NAME_CLAIM" => self.oidc.name_claim = optional(&value),
+                "PALISADE_OIDC_CONSOLE_URL" => self.oidc.console_url = optional(&value),
                 _ => self.amqp_url = optional(&value),
             }
         }
         Ok(())
     }
+
+    /// The single sign-on configuration: `None` without an issuer, an error when the `[oidc]`
+    /// settings cannot work (no client id, an unknown role, a URL that is not http(s)).
+    pub fn oidc(&self) -> Result<Option<OidcConfig>, SettingsError> {
+        let o = &self.oidc;
+        let Some(issuer) = &o.issuer else {
+            return Ok(None);
+        };
+        let invalid = |setting, reason: &str| SettingsError::Invalid {
+            setting,
+            reason: reason.to_owned(),
+        };
+        if !is_http_url(issuer) {
+            return Err(invalid(
+                "oidc.issuer",
+                "expected an https:// (or http://) URL",
+            ));
+        }
+        let client_id = o
+            .client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| invalid("oidc.client_id", "needed when oidc.issuer is set"))?;
+        if !o.scopes.split(' ').any(|scope| scope == "openid") {
+            return Err(invalid("oidc.scopes", "must include openid"));
+        }
+        if o.role_claim.is_empty() {
+            return Err(invalid(
+                "oidc.role_claim",
+                "names the claim that carries roles",
+            ));
+        }
+        if o.roles.is_empty() {
+            return Err(invalid(
+                "oidc.roles",
+                "map at least one value of the role claim to a role, or nobody can sign in",
+            ));
+        }
+        let mut roles = Vec::new();
+        for (value, role) in &o.roles {
+            match role.parse::<Role>() {
+                Ok(Role::Decision) | Err(_) => {
+                    return Err(SettingsError::Invalid {
+                        setting: "oidc.roles",
+                        reason: format!(
+                            "{value:?} maps to {role:?}; expected admin, editor, analyst, viewer \
+                             or auditor"
+                        ),
+                    });
+                }
+                Ok(role) => roles.push((value.clone(), role)),
+            }
+        }
+        if o.console_url
+            .as_deref()
+            .is_some_and(|url| !is_http_url(url))
+        {
+            return Err(invalid(
+                "oidc.console_url",
+                "expected an https:// (or http://) URL",
+            ));
+        }
+        Ok(Some(OidcConfig {
+            issuer: issuer.clone(),
+            client_id,
+            client_secret: o.client_secret.clone().map(Secret::new),
+            scopes: o.scopes.clone(),
+            role_claim: o.role_claim.clone(),
+            roles,
+            name_claim: o.name_claim.clone(),
+            console_url: o
+                .console_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+        }))
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.contains(char::is_whitespace))
 }
 
 fn optional(value: &str) -> Option<String> {
@@ -290,6 +470,71 @@ mod tests {
             assert!(line >= 1 && column >= 1);
             assert!(line <= text.matches('\n').count() + 1, "line {line}");
         }
+    }
+
+    #[test]
+    fn single_sign_on_is_off_without_an_issuer_and_checked_with_one() {
+        assert!(Settings::default().oidc().unwrap().is_none());
+        let mut settings = Settings::from_toml(
+            Path::new("p.toml"),
+            "[oidc]\nissuer = \"https://idp.example/realms/acme\"\nclient_id = \"palisade\"\n\
+             [oidc.roles]\n\"palisade-admins\" = \"admin\"\n",
+        )
+        .unwrap();
+        let config = settings.oidc().unwrap().unwrap();
+        assert_eq!(config.issuer, "https://idp.example/realms/acme");
+        assert_eq!(config.scopes, "openid profile email");
+        assert_eq!(config.role_claim, "groups");
+        assert_eq!(
+            config.roles,
+            vec![("palisade-admins".to_owned(), Role::Admin)]
+        );
+        settings
+            .apply_environment(vars(&[
+                ("PALISADE_OIDC_ROLES", "soc=analyst, audit = auditor"),
+                ("PALISADE_OIDC_CLIENT_SECRET", "s"),
+                ("PALISADE_OIDC_CONSOLE_URL", "https://palisade.example/"),
+            ]))
+            .unwrap();
+        let config = settings.oidc().unwrap().unwrap();
+        assert_eq!(
+            config.roles,
+            vec![
+                ("audit".to_owned(), Role::Auditor),
+                ("soc".to_owned(), Role::Analyst)
+            ]
+        );
+        assert_eq!(config.client_secret.unwrap().expose(), "s");
+        assert_eq!(
+            config.console_url.as_deref(),
+            Some("https://palisade.example")
+        );
+
+        for (variable, value, setting) in [
+            ("PALISADE_OIDC_ROLES", "soc=decision", "oidc.roles"),
+            ("PALISADE_OIDC_ROLES", "soc=root", "oidc.roles"),
+            ("PALISADE_OIDC_CLIENT_ID", "", "oidc.client_id"),
+            ("PALISADE_OIDC_SCOPES", "profile email", "oidc.scopes"),
+            ("PALISADE_OIDC_ISSUER", "idp.example", "oidc.issuer"),
+            (
+                "PALISADE_OIDC_CONSOLE_URL",
+                "palisade:8080",
+                "oidc.console_url",
+            ),
+        ] {
+            let mut bad = settings.clone();
+            bad.apply_environment(vars(&[(variable, value)])).unwrap();
+            let err = bad.oidc().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{setting}: ")),
+                "{variable}={value}: {err}"
+            );
+        }
+        let err = settings
+            .apply_environment(vars(&[("PALISADE_OIDC_ROLES", "admins")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("PALISADE_OIDC_ROLES=\"admins\": "), "{err}");
     }
 
     #[test]

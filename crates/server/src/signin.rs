@@ -1,6 +1,8 @@
 //! Signing in to the console: a password (argon2id), then a TOTP code — enrolled at the first
 //! sign-in, asked for at every later one — and a server-side session known by the SHA-256 of
-//! its cookie. Also the user service (create, list; admins only).
+//! its cookie. Users provisioned by single sign-on ([`single_sign_on`], the OpenID provider
+//! owns their second factor) have no password sign-in. Also the user service (create, list;
+//! admins only).
 //!
 //! Failed attempts (a wrong password or a wrong code) are counted per user; from the fifth on,
 //! each locks the user out for twice as long as the one before (30 s, 1 min, … up to 15 min).
@@ -139,6 +141,10 @@ pub async fn password(
         verify_password(password, DECOY_HASH);
         return Err(SignInError::Refused);
     };
+    if user.sso_subject.is_some() {
+        verify_password(password, DECOY_HASH);
+        return Err(SignInError::Refused);
+    }
     refuse_if_locked(&user, now)?;
     if !verify_password(password, &user.password_hash) {
         return Err(fail(store, &user, now).await?);
@@ -220,6 +226,35 @@ pub async fn second_factor(
     start(store, &user, Stage::SignedIn, None, now).await
 }
 
+/// Signs in `name`, whom the OpenID provider vouched for as `subject` (`ISSUER#SUB`) with
+/// `role`: the user is created at the first sign-in and its role updated at every one (audited
+/// as `actor`), and a signed-in session starts. `None` when `name` belongs to a local user or to
+/// another subject.
+pub async fn single_sign_on(
+    store: &Store,
+    name: &str,
+    subject: &str,
+    role: Role,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Option<(Secret, Session)>, SignInError> {
+    if !valid_user_name(name) {
+        return Err(Error::BadRequest(format!(
+            "{NAME_RULE}; the provider named the user {name:?}"
+        ))
+        .into());
+    }
+    let Some(user) = store
+        .sso_user(name, subject, role, actor, &now.to_string())
+        .await?
+    else {
+        return Ok(None);
+    };
+    start(store, &user, Stage::SignedIn, None, now)
+        .await
+        .map(Some)
+}
+
 /// Ends the session behind `cookie`.
 pub async fn sign_out(store: &Store, cookie: &str) -> Result<(), Error> {
     Ok(store.delete_session(&token_hash(cookie)).await?)
@@ -235,15 +270,8 @@ pub async fn create_user(
     now: Timestamp,
 ) -> Result<User, Error> {
     who.require(Permission::ManageUsers)?;
-    let valid_name = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if !valid_name {
-        return Err(Error::BadRequest(
-            "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
-        ));
+    if !valid_user_name(name) {
+        return Err(Error::BadRequest(NAME_RULE.into()));
     }
     if role == Role::Decision {
         return Err(Error::BadRequest(
@@ -266,6 +294,17 @@ pub async fn create_user(
 pub async fn list_users(store: &Store, who: &Principal) -> Result<Vec<User>, Error> {
     who.require(Permission::ReadUsers)?;
     Ok(store.list_users().await?)
+}
+
+/// What a user name may be.
+const NAME_RULE: &str = "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'";
+
+fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 fn refuse_if_locked(user: &UserRecord, now: Timestamp) -> Result<(), SignInError> {

@@ -165,6 +165,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "event_rollups",
         include_str!("../migrations/sqlite/0010_event_rollups.sql"),
     ),
+    (
+        11,
+        "oidc",
+        include_str!("../migrations/sqlite/0011_oidc.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -218,6 +223,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         10,
         "event_rollups",
         include_str!("../migrations/postgres/0010_event_rollups.sql"),
+    ),
+    (
+        11,
+        "oidc",
+        include_str!("../migrations/postgres/0011_oidc.sql"),
     ),
 ]);
 

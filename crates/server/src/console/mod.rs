@@ -16,12 +16,13 @@ mod pages;
 mod policies;
 mod settings;
 mod signin;
+mod sso;
 mod tokens;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -47,6 +48,8 @@ pub fn router() -> Router<AppState> {
             "/login/second-factor",
             get(signin::second_factor_form).post(signin::second_factor),
         )
+        .route("/login/sso", get(sso::start))
+        .route("/login/sso/callback", get(sso::callback))
         .route("/logout", post(signin::sign_out))
         .route("/console", get(pages::dashboard))
         .route("/console/endpoints", get(endpoints::list))
@@ -125,14 +128,18 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 /// The session cookie's value in the request, if any.
 fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    cookie(&parts.headers, COOKIE)
+}
+
+/// The value of the cookie `name` in the request, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
 }

@@ -143,7 +143,8 @@ async fn detail_page(
             let hit = hits.iter().find(|h| h.rule == rule.id);
             RuleRow {
                 hits: hit.map_or(0, |h| h.hits),
-                last_hit: hit.and_then(|h| Timestamp::from_millisecond(h.last_hit_ms).ok())
+                last_hit: hit
+                    .and_then(|h| Timestamp::from_millisecond(h.last_hit_ms).ok())
                     .map(|t| t.to_string()),
                 rule,
             }

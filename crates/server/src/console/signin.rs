@@ -18,6 +18,8 @@ use crate::signin::{self, SignInError, Stage};
 struct Login {
     error: Option<String>,
     name: String,
+    /// Whether to offer "Sign in with SSO".
+    sso: bool,
 }
 
 #[derive(Template)]
@@ -50,10 +52,11 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
-pub async fn form() -> Response {
+pub async fn form(State(state): State<AppState>) -> Response {
     render(&Login {
         error: None,
         name: String::new(),
+        sso: state.oidc.is_some(),
     })
 }
 
@@ -71,6 +74,7 @@ pub async fn password(State(state): State<AppState>, Form(form): Form<Credential
             let page = Login {
                 error: Some(refusal.to_string()),
                 name: form.name,
+                sso: state.oidc.is_some(),
             };
             (status, render(&page)).into_response()
         }

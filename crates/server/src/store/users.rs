@@ -1,5 +1,6 @@
 //! Queries for users and their console sessions: create and list users, failed sign-ins and
-//! lockouts, TOTP enrolment and the last step accepted, sessions by the hash of their cookie.
+//! lockouts, TOTP enrolment and the last step accepted, sessions by the hash of their cookie;
+//! users provisioned by single sign-on.
 
 use super::{GENESIS, Pool, Store, StoreError, WRITE_LOCK, chain_hash};
 use crate::role::Role;
@@ -23,6 +24,9 @@ pub struct UserRecord {
     pub failed_logins: i64,
     /// Until when sign-in is refused, RFC 3339 UTC.
     pub locked_until: Option<String>,
+    /// For a user provisioned by single sign-on, the provider's `ISSUER#SUB`; such a user has
+    /// no password.
+    pub sso_subject: Option<String>,
 }
 
 /// A user as listed (never a secret).
@@ -66,14 +70,24 @@ type UserRow = (
     Option<i64>,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 const USER_COLUMNS: &str = "id, name, password_hash, role, totp_secret, totp_last_step, \
-                            CAST(failed_logins AS BIGINT), locked_until";
+                            CAST(failed_logins AS BIGINT), locked_until, sso_subject";
 
 fn user_record(row: UserRow) -> UserRecord {
-    let (id, name, password_hash, role, totp_secret, totp_last_step, failed_logins, locked_until) =
-        row;
+    let (
+        id,
+        name,
+        password_hash,
+        role,
+        totp_secret,
+        totp_last_step,
+        failed_logins,
+        locked_until,
+        sso_subject,
+    ) = row;
     UserRecord {
         id,
         name,
@@ -83,6 +97,7 @@ fn user_record(row: UserRow) -> UserRecord {
         totp_last_step,
         failed_logins,
         locked_until,
+        sso_subject,
     }
 }
 
@@ -172,6 +187,61 @@ impl Store {
             totp_enrolled: false,
             locked_until: None,
         }))
+    }
+
+    /// The user `name` signing in through single sign-on as `subject` (`ISSUER#SUB`) with
+    /// `role`: created on the first sign-in, its role brought up to date on later ones (both
+    /// audited, by `actor`). `None` when the name belongs to a local user or to another
+    /// subject: the provider cannot take over an account it did not create.
+    pub async fn sso_user(
+        &self,
+        name: &str,
+        subject: &str,
+        role: Role,
+        actor: &str,
+        at: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let id = write_tx!(self, tx => {
+            let existing: Option<(i64, String, Option<String>)> =
+                sqlx::query_as("SELECT id, role, sso_subject FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing {
+                None => {
+                    // No password hash: the empty string is no valid PHC string, so no
+                    // password ever matches it.
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO users (name, password_hash, role, created_at, sso_subject) \
+                         VALUES ($1, '', $2, $3, $4) RETURNING id",
+                    )
+                    .bind(name)
+                    .bind(role.as_str())
+                    .bind(at)
+                    .bind(subject)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    append_audit!(tx, at, actor, "user.create", &format!("user:{name} role:{role} sso"));
+                    Some(id)
+                }
+                Some((id, stored_role, Some(stored))) if stored == subject => {
+                    if stored_role != role.as_str() {
+                        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                            .bind(role.as_str())
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        append_audit!(tx, at, actor, "user.role", &format!("user:{name} role:{role}"));
+                    }
+                    Some(id)
+                }
+                Some(_) => None,
+            }
+        });
+        match id {
+            Some(id) => self.user_by_id(id).await,
+            None => Ok(None),
+        }
     }
 
     /// Records a failed sign-in: the count of failures and the lockout it leads to.

@@ -360,3 +360,55 @@ async fn the_console_in_a_real_browser() {
     browser.close().await.unwrap();
     s.stop().await;
 }
+
+/// Signing in with single sign-on through the real OpenID provider process
+/// (`oidc-provider-mock`), as a person does: the button, the provider's form, the console.
+/// Needs `PALISADE_OIDC_TESTS=1` as well (crate::oidc says why it skips).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_in_a_real_browser() {
+    if std::env::var("PALISADE_BROWSER_TESTS").as_deref() != Ok("1") {
+        println!("skipped: set PALISADE_BROWSER_TESTS=1 (needs chromium and chromedriver)");
+        return;
+    }
+    let Some(provider) = crate::oidc::RealProvider::start(&crate::oidc::real_user()).await else {
+        return;
+    };
+    let settings = provider.settings();
+    let s = crate::helpers::spawn_server_with(Backend::Sqlite, move |c| c.oidc = Some(settings))
+        .await
+        .unwrap();
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&format!("{}/login", s.base)).await.unwrap();
+    shoot(&browser, "sso-1-sign-in").await;
+    click(&browser, "sign-in-sso").await;
+    wait_for("the provider's authorization form", || async {
+        browser
+            .current_url()
+            .await
+            .is_ok_and(|url| url.as_str().starts_with(&provider.issuer))
+    })
+    .await;
+    shoot(&browser, "sso-2-provider").await;
+    let subject = browser.find(Locator::Css("input[name=sub]")).await.unwrap();
+    subject.send_keys("frank").await.unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_page(&browser, "/console").await;
+    let whoami = browser
+        .find(Locator::Css(".whoami span"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(whoami, "frank (editor)");
+    shoot(&browser, "sso-3-console").await;
+    browser.close().await.unwrap();
+    s.stop().await;
+}

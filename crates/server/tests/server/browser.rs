@@ -97,6 +97,15 @@ async fn text_of(browser: &Client, id: &str) -> String {
         .unwrap()
 }
 
+/// Whether the element `id` is on the page and its text contains `text`; false while the page
+/// is changing (a navigation, a table being replaced).
+async fn shows(browser: &Client, id: &str, text: &str) -> bool {
+    match browser.find(Locator::Id(id)).await {
+        Ok(element) => element.text().await.is_ok_and(|t| t.contains(text)),
+        Err(_) => false,
+    }
+}
+
 async fn fill(browser: &Client, id: &str, value: &str) {
     let field = browser.find(Locator::Id(id)).await.unwrap();
     field.send_keys(value).await.unwrap();
@@ -206,7 +215,7 @@ async fn edit_validate_and_assign_a_policy(s: &TestServer, browser: &Client) -> 
     let path = browser.current_url().await.unwrap().path().to_owned();
     click(browser, "assign-button").await;
     wait_for("the assignment", || async {
-        text_of(browser, "assigned").await.contains("default")
+        shows(browser, "assigned", "default").await
     })
     .await;
     shoot(browser, "14-policy").await;
@@ -259,7 +268,9 @@ async fn the_console_in_a_real_browser() {
             json!({"connection": {"app_name": "telnet", "app_path": "/usr/bin/telnet", "dst_ip": "192.0.2.23", "dst_port": 23, "protocol": "tcp", "direction": "outbound", "user": "ann"}, "action": "block", "verdict": "block", "rule": "no-telnet"}),
         ),
     ];
-    ingest(&s, "agent-browser", 1, &seen).await;
+    let agent = crate::gateway::enroll(&s).await.identity.agent_id;
+    ingest(&s, &agent, 1, &seen).await;
+    let (alert, _) = crate::alerts::raise(&s, "beacon:agent-1:cdn-1", "high", &["agent-1/7"]).await;
     create_user(&s, "alice", "admin").await;
     create_user(&s, "victor", "viewer").await;
 
@@ -270,12 +281,17 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(text_of(&browser, "blocks").await, "1");
     shoot(&browser, "03-dashboard").await;
     for (page, shot) in [
-        ("endpoints", "04-endpoints"),
-        ("events", "05-connections"),
-        ("policies", "06-policies"),
-        ("alerts", "07-alerts"),
-        ("users", "08-users"),
-        ("audit", "09-audit-log"),
+        ("endpoints".to_owned(), "04-endpoints"),
+        ("events".to_owned(), "05-connections"),
+        ("policies".to_owned(), "06-policies"),
+        ("alerts".to_owned(), "07-alerts"),
+        ("users".to_owned(), "08-users"),
+        ("audit".to_owned(), "09-audit-log"),
+        (format!("endpoints/{agent}"), "17-endpoint"),
+        (format!("alerts/{alert}"), "18-alert"),
+        ("enrollment".to_owned(), "19-enrollment"),
+        ("tokens".to_owned(), "20-api-tokens"),
+        ("settings".to_owned(), "21-settings"),
     ] {
         browser
             .goto(&format!("{}/console/{page}", s.base))
@@ -285,6 +301,10 @@ async fn the_console_in_a_real_browser() {
         assert!(!title.starts_with("4"), "{page}: {title}");
         shoot(&browser, shot).await;
     }
+    browser
+        .goto(&format!("{}/console/audit", s.base))
+        .await
+        .unwrap();
     assert!(text_of(&browser, "chain").await.contains("verifies"));
 
     // The log, live: a new connection appears without the page being loaded again.
@@ -305,9 +325,9 @@ async fn the_console_in_a_real_browser() {
         now(),
         json!({"connection": {"app_name": "live-tail-app", "dst_ip": "198.51.100.7", "dst_port": 8443, "protocol": "tcp", "direction": "outbound"}}),
     )];
-    ingest(&s, "agent-browser", 2, &fresh).await;
+    ingest(&s, &agent, 2, &fresh).await;
     wait_for("the live log to show the new connection", || async {
-        text_of(&browser, "events").await.contains("live-tail-app")
+        shows(&browser, "events", "live-tail-app").await
     })
     .await;
     let same_page = browser

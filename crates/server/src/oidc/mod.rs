@@ -8,7 +8,7 @@
 //! issuer, audience, expiry, nonce) and reads who the user is and which Palisade role a value
 //! of the role claim maps to. The provider owns the second factor.
 
-mod id_token;
+pub mod id_token;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -77,7 +77,7 @@ fn run_node(args: ServerArgs, simulate: u32) -> anyhow::Result<ExitCode> {
         let server = palisade_server::start(config, Arc::new(now))
             .await
             .context("starting the server")?;
-        println!("http: http://{}", server.http);
+        println!("http: {}", server.http_url);
         if let Some(path) = &server.initial_credentials {
             println!("credentials: {}", path.display());
         }
@@ -153,12 +153,14 @@ fn config(args: ServerArgs) -> Result<Config, String> {
         settings.grpc = grpc;
     }
     let oidc = settings.oidc().map_err(|e| e.to_string())?;
+    let https = settings.https().map_err(|e| e.to_string())?;
     let database = Database::from_url(settings.database_url.as_deref())
         .map_err(|e| format!("database_url (configuration file or PALISADE_DATABASE_URL): {e}"))?;
     Ok(Config {
         data_dir: settings.data,
         database,
         http: settings.http,
+        https,
         grpc: settings.grpc,
         liveness: palisade_server::agents::Liveness::default(),
         bootstrap_token: std::env::var("PALISADE_BOOTSTRAP_TOKEN")

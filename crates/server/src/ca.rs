@@ -152,11 +152,23 @@ impl Ca {
 
     /// A fresh key and certificate for the gateway, naming [`GATEWAY_NAME`].
     pub fn server_identity(&self, now: Timestamp) -> Result<ServerIdentity, CaError> {
+        self.identity_for(&[GATEWAY_NAME.to_owned(), "localhost".to_owned()], now)
+    }
+
+    /// A new key and a certificate for a server reached by `names` (DNS names or addresses;
+    /// the first is also its common name).
+    pub fn identity_for(
+        &self,
+        names: &[String],
+        now: Timestamp,
+    ) -> Result<ServerIdentity, CaError> {
         let key = KeyPair::generate()?;
-        let mut params =
-            CertificateParams::new(vec![GATEWAY_NAME.to_owned(), "localhost".to_owned()])?;
+        let mut params = CertificateParams::new(names.to_vec())?;
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, GATEWAY_NAME);
+        name.push(
+            DnType::CommonName,
+            names.first().map_or(GATEWAY_NAME, String::as_str),
+        );
         params.distinguished_name = name;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

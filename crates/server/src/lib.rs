@@ -59,6 +59,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod https;
 pub mod ingest;
 pub mod isolation;
 pub mod metrics;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -24,6 +25,7 @@ use crate::credentials::{CredentialError, Secret};
 use crate::distribution::Distribution;
 use crate::gateway::GatewayService;
 use crate::http::{self, AppState};
+use crate::https::Https;
 use crate::ingest::Pipeline;
 use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcConfig};
@@ -60,6 +62,8 @@ pub struct Config {
     pub database: Database,
     /// Address for the HTTP interface; port 0 picks a free port.
     pub http: SocketAddr,
+    /// Serve the HTTP interface over TLS, with this certificate; none serves plain HTTP.
+    pub https: Option<Https>,
     /// Address for the agent gateway (gRPC over mutual TLS); port 0 picks a free port.
     pub grpc: SocketAddr,
     /// When an agent counts as offline.
@@ -106,6 +110,9 @@ pub enum StartError {
     /// No node identifier could be made (the system's random source failed).
     #[error("node identifier: {0}")]
     NodeId(CredentialError),
+    /// The HTTPS certificate cannot be read or used.
+    #[error("HTTPS certificate: {0}")]
+    Https(String),
     /// The gateway's TLS configuration was refused.
     #[error("agent gateway TLS: {0}")]
     Tls(String),
@@ -126,6 +133,8 @@ pub enum StartError {
 pub struct RunningServer {
     /// The address HTTP is served on (the chosen port when 0 was asked for).
     pub http: SocketAddr,
+    /// The base URL of the console and API: `http://` or `https://` and the address.
+    pub http_url: String,
     /// The address the agent gateway is served on (the chosen port when 0 was asked for).
     pub grpc: SocketAddr,
     /// The CA certificate agents must trust (`DIR/ca.pem`).
@@ -224,9 +233,17 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         config.liveness,
         clock.clone(),
     ));
+    let tls = match &config.https {
+        None => None,
+        Some(https) => Some(https_config(https, &ca, http, clock())?),
+    };
+    let http_url = match tls {
+        None => format!("http://{http}"),
+        Some(_) => format!("https://{http}"),
+    };
     let oidc = match config.oidc {
         Some(oidc) => Some(Arc::new(
-            Oidc::new(oidc, http).map_err(|e| StartError::Oidc(e.to_string()))?,
+            Oidc::new(oidc, &http_url).map_err(|e| StartError::Oidc(e.to_string()))?,
         )),
         None => None,
     };
@@ -239,7 +256,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         oidc,
     });
     let identity = ca.server_identity(clock())?;
-    let tls = ServerTlsConfig::new()
+    let gateway_tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(identity.cert_pem, identity.key_pem))
         .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()))
         // Enroll comes without a certificate; every other call is checked for one.
@@ -256,7 +273,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     }
     .into_server();
     let router = tonic::transport::Server::builder()
-        .tls_config(tls)
+        .tls_config(gateway_tls)
         .map_err(|e| StartError::Tls(e.to_string()))?
         .add_service(gateway);
     let (grpc_shutdown, grpc_stopped) = oneshot::channel::<()>();
@@ -267,16 +284,34 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         },
     ));
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let task = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+        Some(tls) => {
+            let (listener, accepting) =
+                crate::https::listen(listener, tls).map_err(|source| StartError::Listen {
+                    addr: config.http,
+                    source,
+                })?;
+            background.push(accepting);
+            let app = app.layer(axum::middleware::map_response(crate::https::secure_cookies));
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
             })
-            .await
-    });
+        }
+    };
     tracing::info!(%http, %grpc, backend = store.backend(), bus = if config.amqp_url.is_some() { "amqp" } else { "in-process" }, "serving");
     Ok(RunningServer {
         http,
+        http_url,
         grpc,
         ca_cert: config.data_dir.join(crate::ca::CA_CERT_FILE),
         initial_credentials,
@@ -288,6 +323,43 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         grpc_task,
         background,
     })
+}
+
+/// The TLS configuration of the HTTP address: the operator's files, or a certificate from the
+/// internal CA for `localhost`, the loopback addresses, `http`'s address when it is a specific
+/// one, and the names configured.
+fn https_config(
+    https: &Https,
+    ca: &Ca,
+    http: SocketAddr,
+    now: jiff::Timestamp,
+) -> Result<rustls::ServerConfig, StartError> {
+    let (cert, key) = match https {
+        Https::Files { cert, key } => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|e| StartError::Https(format!("{}: {e}", path.display())))
+            };
+            (read(cert)?, read(key)?)
+        }
+        Https::Generated { names } => {
+            let mut all = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            if !http.ip().is_unspecified() && !all.contains(&http.ip().to_string()) {
+                all.push(http.ip().to_string());
+            }
+            all.extend(names.iter().cloned());
+            let identity = ca.identity_for(&all, now)?;
+            (
+                identity.cert_pem.into_bytes(),
+                identity.key_pem.into_bytes(),
+            )
+        }
+    };
+    crate::https::server_config(&cert, &key).map_err(StartError::Https)
 }
 
 /// Creates the data directory, readable only by its owner (it holds the database with password
@@ -325,5 +397,35 @@ impl RunningServer {
             .map_err(|e| std::io::Error::other(e.to_string()));
         self.store.close().await;
         served.and(gateway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_certificate_file_is_named() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let ca = Ca::generate(now).unwrap();
+        let missing = PathBuf::from("/nonexistent/console.pem");
+        let https = Https::Files {
+            cert: missing.clone(),
+            key: missing,
+        };
+        let Err(e) = https_config(&https, &ca, "127.0.0.1:443".parse().unwrap(), now) else {
+            panic!("a certificate was made of a missing file");
+        };
+        assert!(e.to_string().contains("/nonexistent/console.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_generated_certificate_is_usable() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let ca = Ca::generate(now).unwrap();
+        let https = Https::Generated {
+            names: vec!["palisade.example.com".to_owned()],
+        };
+        assert!(https_config(&https, &ca, "10.0.0.5:443".parse().unwrap(), now).is_ok());
     }
 }

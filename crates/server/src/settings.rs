@@ -11,6 +11,12 @@
 //! amqp_prefix = "palisade"
 //! retention_interval_seconds = 3600
 //!
+//! [https]                      # TLS on the HTTP address; off by default
+//! enabled = true               # without cert and key: a certificate from the internal CA
+//! names = ["palisade.example.com"]
+//! # cert = "/etc/palisade/console.pem"
+//! # key = "/etc/palisade/console.key"
+//!
 //! [oidc]                       # single sign-on to the console; off without an issuer
 //! issuer = "https://login.example.com/realms/acme"
 //! client_id = "palisade"
@@ -32,6 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::credentials::Secret;
+use crate::https::Https;
 use crate::oidc::OidcConfig;
 use crate::role::Role;
 
@@ -54,8 +61,24 @@ pub struct Settings {
     pub amqp_prefix: Option<String>,
     /// Seconds between two runs of the event retention timer (it also runs once at start).
     pub retention_interval_seconds: NonZeroU64,
+    /// TLS on the HTTP address.
+    pub https: HttpsSettings,
     /// Single sign-on to the console through an OpenID Connect provider.
     pub oidc: OidcSettings,
+}
+
+/// The `[https]` section: TLS on the HTTP address (console, REST API, decision API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsSettings {
+    /// Serve HTTPS instead of HTTP.
+    pub enabled: bool,
+    /// The certificate chain (PEM); with `key`. Without both, the internal CA issues one.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Further names (DNS names or addresses) for the certificate the internal CA issues.
+    pub names: Vec<String>,
 }
 
 /// The `[oidc]` section: single sign-on to the console; without an issuer it is off.
@@ -108,13 +131,14 @@ impl Default for Settings {
             amqp_url: None,
             amqp_prefix: None,
             retention_interval_seconds: NonZeroU64::new(3600).unwrap_or(NonZeroU64::MIN),
+            https: HttpsSettings::default(),
             oidc: OidcSettings::default(),
         }
     }
 }
 
 /// The environment variable that overrides each setting.
-pub const ENVIRONMENT: [(&str, &str); 15] = [
+pub const ENVIRONMENT: [(&str, &str); 19] = [
     ("PALISADE_DATA", "data"),
     ("PALISADE_HTTP", "http"),
     ("PALISADE_GRPC", "grpc"),
@@ -125,6 +149,12 @@ pub const ENVIRONMENT: [(&str, &str); 15] = [
         "PALISADE_RETENTION_INTERVAL_SECONDS",
         "retention_interval_seconds",
     ),
+    // `true` or `false`.
+    ("PALISADE_HTTPS", "https.enabled"),
+    ("PALISADE_HTTPS_CERT", "https.cert"),
+    ("PALISADE_HTTPS_KEY", "https.key"),
+    // Separated by commas.
+    ("PALISADE_HTTPS_NAMES", "https.names"),
     ("PALISADE_OIDC_ISSUER", "oidc.issuer"),
     ("PALISADE_OIDC_CLIENT_ID", "oidc.client_id"),
     ("PALISADE_OIDC_CLIENT_SECRET", "oidc.client_secret"),
@@ -233,6 +263,21 @@ impl Settings {
                         refuse("expected a whole number of seconds, at least 1".to_owned())
                     })?;
                 }
+                "PALISADE_HTTPS" => {
+                    self.https.enabled = value
+                        .parse()
+                        .map_err(|_| refuse("expected true or false".to_owned()))?;
+                }
+                "PALISADE_HTTPS_CERT" => self.https.cert = optional(&value).map(PathBuf::from),
+                "PALISADE_HTTPS_KEY" => self.https.key = optional(&value).map(PathBuf::from),
+                "PALISADE_HTTPS_NAMES" => {
+                    self.https.names = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
                 "PALISADE_OIDC_ISSUER" => self.oidc.issuer = optional(&value),
                 "PALISADE_OIDC_CLIENT_ID" => self.oidc.client_id = optional(&value),
                 "PALISADE_OIDC_CLIENT_SECRET" => self.oidc.client_secret = optional(&value),
@@ -260,6 +305,30 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Where the HTTPS certificate comes from; `None` when HTTPS is off. A certificate without
+    /// its key (or the other way round) is an error.
+    pub fn https(&self) -> Result<Option<Https>, SettingsError> {
+        let h = &self.https;
+        if !h.enabled {
+            return Ok(None);
+        }
+        match (&h.cert, &h.key) {
+            (Some(cert), Some(key)) => Ok(Some(Https::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(Some(Https::Generated {
+                names: h.names.clone(),
+            })),
+            (Some(_), None) | (None, Some(_)) => Err(SettingsError::Invalid {
+                setting: "https.cert",
+                reason: "give both https.cert and https.key, or neither for a certificate from \
+                         the internal CA"
+                    .to_owned(),
+            }),
+        }
     }
 
     /// The single sign-on configuration: `None` without an issuer, an error when the `[oidc]`

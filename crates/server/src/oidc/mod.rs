@@ -10,7 +10,6 @@
 
 pub mod id_token;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -186,12 +185,13 @@ struct Discovery {
 }
 
 impl Oidc {
-    /// Single sign-on for a console served on `http` (for the default redirect URI).
-    pub fn new(config: OidcConfig, http: SocketAddr) -> Result<Oidc, reqwest::Error> {
+    /// Single sign-on for a console served at `http_url` (`http://` or `https://` and the
+    /// address; for the default redirect URI).
+    pub fn new(config: OidcConfig, http_url: &str) -> Result<Oidc, reqwest::Error> {
         let base = config
             .console_url
             .clone()
-            .unwrap_or_else(|| format!("http://{http}"));
+            .unwrap_or_else(|| http_url.to_owned());
         Ok(Oidc {
             redirect_uri: format!("{base}/login/sso/callback"),
             config,

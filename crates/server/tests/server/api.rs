@@ -296,6 +296,7 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
             amqp_prefix: None,
             retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
             oidc: None,
+            https: None,
         },
         std::sync::Arc::new(|| jiff::Timestamp::UNIX_EPOCH),
     )

@@ -89,12 +89,19 @@ pub async fn spawn_server_with(
         amqp_prefix: topology.as_ref().map(|t| t.prefix.clone()),
         retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
         oidc: None,
+        https: None,
     };
     configure(&mut config);
     let server = palisade_server::start(config, Arc::new(now)).await.unwrap();
+    // Under HTTPS the client trusts the server's internal CA, as an operator's would.
+    let ca = std::fs::read(&server.ca_cert).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
     Some(TestServer {
-        base: format!("http://{}", server.http),
-        client: reqwest::Client::new(),
+        base: server.http_url.clone(),
+        client,
         server: Some(server),
         dir,
         database,

@@ -30,6 +30,8 @@
 //!   connections, alerts, and the actions isolate, release, move and revoke.
 //! - `policy_pages`: the console's policy pages: editor (validate, dry run, save), versions,
 //!   diff, export, import, assignment, and what a viewer may not do.
+//! - `https`: HTTPS on the HTTP address, with a certificate from the internal CA or the
+//!   operator's files, and `Secure` cookies.
 //! - `oidc`: single sign-on with OpenID Connect, against a provider inside the tests that can
 //!   misbehave and (with `PALISADE_OIDC_TESTS=1`) the real `oidc-provider-mock` process.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
@@ -55,6 +57,7 @@ mod console;
 mod endpoint_pages;
 mod events;
 mod gateway;
+mod https;
 mod isolation;
 mod offline;
 mod oidc;

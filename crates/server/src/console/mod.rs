@@ -8,7 +8,8 @@
 //!   service is called ([`csrf_refusal`]);
 //! - every response carries the security headers ([`security_headers`]): a
 //!   Content-Security-Policy without inline script, no framing, no sniffing, no caching;
-//! - the session cookie is `HttpOnly` and `SameSite=Lax`.
+//! - the session cookie is `HttpOnly` and `SameSite=Lax`, and `Secure` under HTTPS
+//!   ([`crate::https::secure_cookies`]).
 
 mod alerts;
 mod endpoints;

@@ -2,7 +2,8 @@
 // - the connection log can follow new connections live ("Live" box on the log page): the table
 //   is fetched again every few seconds with the page's filters and replaced, until the box is
 //   cleared;
-// - in the policy editor, a validation finding takes the cursor to its line in the document.
+// - in the policy editor, a validation finding takes the cursor to its line in the document;
+// - the dashboard's figures follow the server's live stream (Server-Sent Events).
 "use strict";
 
 (function () {
@@ -55,6 +56,28 @@
       source.setSelectionRange(start, end);
       const height = source.scrollHeight / Math.max(lines.length, 1);
       source.scrollTop = Math.max(0, (line - 5) * height);
+    });
+  });
+})();
+
+(function () {
+  const online = document.getElementById("agents-online");
+  if (!online || !window.EventSource) {
+    return;
+  }
+  const figures = {
+    online: online,
+    offline: document.getElementById("agents-offline"),
+    connections: document.getElementById("connections"),
+    blocks: document.getElementById("blocks"),
+  };
+  const stream = new EventSource("/console/dashboard/stream");
+  stream.addEventListener("figures", function (event) {
+    const values = JSON.parse(event.data);
+    Object.keys(figures).forEach(function (name) {
+      if (figures[name] && values[name] !== undefined) {
+        figures[name].textContent = String(values[name]);
+      }
     });
   });
 })();

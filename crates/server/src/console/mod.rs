@@ -13,6 +13,7 @@
 
 mod alerts;
 mod endpoints;
+mod live;
 mod pages;
 mod policies;
 mod settings;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/login/sso/callback", get(sso::callback))
         .route("/logout", post(signin::sign_out))
         .route("/console", get(pages::dashboard))
+        .route("/console/dashboard/stream", get(live::dashboard_stream))
         .route("/console/endpoints", get(endpoints::list))
         .route("/console/endpoints/{id}", get(endpoints::detail))
         .route("/console/endpoints/{id}/action", post(endpoints::act))

@@ -62,6 +62,11 @@ impl Browser {
         self.page(request.send().await.unwrap()).await
     }
 
+    /// The session cookie's value, once signed in.
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.clone()
+    }
+
     /// Posts a `multipart/form-data` body: `fields` as text, then one file.
     pub async fn post_file(
         &mut self,

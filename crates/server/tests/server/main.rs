@@ -32,6 +32,7 @@
 //!   diff, export, import, assignment, and what a viewer may not do.
 //! - `https`: HTTPS on the HTTP address, with a certificate from the internal CA or the
 //!   operator's files, and `Secure` cookies.
+//! - `live_dashboard`: the dashboard's figures over Server-Sent Events.
 //! - `oidc`: single sign-on with OpenID Connect, against a provider inside the tests that can
 //!   misbehave and (with `PALISADE_OIDC_TESTS=1`) the real `oidc-provider-mock` process.
 //! - `bus`: the message bus, in-process and (with `PALISADE_TEST_AMQP_URL`) on RabbitMQ.
@@ -59,6 +60,7 @@ mod events;
 mod gateway;
 mod https;
 mod isolation;
+mod live_dashboard;
 mod offline;
 mod oidc;
 mod openapi;

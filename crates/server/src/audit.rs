@@ -1,7 +1,9 @@
 //! The audit log's hash chain. Each entry's hash is the SHA-256 of the previous entry's hash and
 //! this entry's content, so changing or removing any stored entry breaks every hash after it.
-//! Reading the log is for admins and auditors.
+//! Reading the log is for admins and auditors; a [`Filter`] picks the entries to show, while the
+//! chain is always verified over the whole log.
 
+use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -62,6 +64,57 @@ pub fn verify(entries: &[Entry]) -> Result<(), Broken> {
     Ok(())
 }
 
+/// Which entries to show. Text filters match anywhere in their field, ignoring case; an empty
+/// filter matches everything.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Who made the change, e.g. `user:alice` or just `alice`.
+    pub actor: Option<String>,
+    /// What was done, e.g. `policy.` for every policy change.
+    pub action: Option<String>,
+    /// On what, e.g. `workstation`.
+    pub subject: Option<String>,
+    /// At or after this time, RFC 3339.
+    pub from: Option<String>,
+    /// Before this time, RFC 3339.
+    pub to: Option<String>,
+}
+
+impl Filter {
+    /// The entries of `entries` this filter selects, in their order; a bad time is refused.
+    pub fn select<'a>(&self, entries: &'a [Entry]) -> Result<Vec<&'a Entry>, Error> {
+        let from = time_bound("from", self.from.as_deref())?;
+        let to = time_bound("to", self.to.as_deref())?;
+        let contains = |wanted: &Option<String>, field: &str| match wanted.as_deref() {
+            None | Some("") => true,
+            Some(wanted) => field.to_lowercase().contains(&wanted.to_lowercase()),
+        };
+        Ok(entries
+            .iter()
+            .filter(|e| {
+                let at = e.at.parse::<Timestamp>().ok();
+                contains(&self.actor, &e.actor)
+                    && contains(&self.action, &e.action)
+                    && contains(&self.subject, &e.subject)
+                    && from.is_none_or(|from| at.is_some_and(|at| at >= from))
+                    && to.is_none_or(|to| at.is_some_and(|at| at < to))
+            })
+            .collect())
+    }
+}
+
+fn time_bound(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, Error> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<Timestamp>().map(Some).map_err(|_| {
+            Error::BadRequest(format!(
+                "{name}: {text:?} is not an RFC 3339 time such as 2026-12-07T10:00:00Z"
+            ))
+        }),
+    }
+}
+
 /// The whole audit log, oldest first, for a role that may read it.
 pub async fn entries(store: &Store, who: &Principal) -> Result<Vec<Entry>, Error> {
     who.require(Permission::ReadAudit)?;
@@ -103,6 +156,73 @@ mod tests {
         assert_eq!(verify(&log), Ok(()));
         log[0].subject = "changed".to_owned();
         assert_eq!(verify(&log), Err(Broken { id: 1 }));
+    }
+
+    #[test]
+    fn a_filter_selects_by_text_ignoring_case_and_by_time() {
+        let mut a = entry(1, GENESIS, "policy:Workstation@1");
+        a.action = "policy.version.create".to_owned();
+        let mut b = entry(2, &a.hash, "user:bob");
+        b.at = "2026-01-02T00:00:00Z".to_owned();
+        b.actor = "user:alice".to_owned();
+        let log = [a, b];
+        let ids = |filter: Filter| -> Vec<i64> {
+            filter.select(&log).unwrap().iter().map(|e| e.id).collect()
+        };
+        assert_eq!(ids(Filter::default()), [1, 2]);
+        let subject = Some("workstation".to_owned());
+        assert_eq!(
+            ids(Filter {
+                subject,
+                ..Filter::default()
+            }),
+            [1]
+        );
+        let actor = Some("ALICE".to_owned());
+        assert_eq!(
+            ids(Filter {
+                actor,
+                ..Filter::default()
+            }),
+            [2]
+        );
+        let action = Some("policy.".to_owned());
+        assert_eq!(
+            ids(Filter {
+                action,
+                ..Filter::default()
+            }),
+            [1]
+        );
+        let from = Some("2026-01-01T12:00:00Z".to_owned());
+        assert_eq!(
+            ids(Filter {
+                from,
+                ..Filter::default()
+            }),
+            [2]
+        );
+        let to = Some("2026-01-01T12:00:00Z".to_owned());
+        assert_eq!(
+            ids(Filter {
+                to,
+                ..Filter::default()
+            }),
+            [1]
+        );
+        let empty = Some(String::new());
+        assert_eq!(
+            ids(Filter {
+                actor: empty,
+                ..Filter::default()
+            }),
+            [1, 2]
+        );
+        let bad = Filter {
+            from: Some("yesterday".to_owned()),
+            ..Filter::default()
+        };
+        assert!(matches!(bad.select(&log), Err(Error::BadRequest(m)) if m.contains("from")));
     }
 
     #[test]

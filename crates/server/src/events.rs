@@ -257,6 +257,136 @@ pub async fn list(store: &Store, who: &Principal, query: &EventQuery) -> Result<
     })
 }
 
+/// A page of [`list_within`]: the events found, and how far back the search went when its
+/// time ran out before the page was full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchedPage {
+    /// The events found, newest first, and the cursor that continues after them (after the
+    /// time searched, when the search stopped early).
+    pub page: EventPage,
+    /// When the search stopped before the page was full and before the oldest event: the
+    /// oldest time searched (ms since the epoch). Older events were not looked at yet; the
+    /// page's cursor continues from there.
+    pub searched_back_to: Option<i64>,
+}
+
+/// The first window [`list_within`] searches, back from the newest event.
+const FIRST_WINDOW_MS: i64 = 15 * 60_000;
+
+/// Like [`list`], but searching back in time windows and stopping once `budget` is spent, so
+/// that a filter that matches rarely (or never) answers within the budget instead of reading
+/// every stored event: the console's log. The first window is the newest quarter of an hour;
+/// each next window doubles, or shrinks to what the time left allows at the rate the last
+/// window was read. A full page, or reaching the oldest event (or the `from` filter), ends the
+/// search as [`list`] would; otherwise the page says how far back it searched.
+pub async fn list_within(
+    store: &Store,
+    who: &Principal,
+    query: &EventQuery,
+    budget: std::time::Duration,
+) -> Result<SearchedPage, Error> {
+    who.require(Permission::ReadEvents)?;
+    let started = std::time::Instant::now();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let Some((oldest, newest)) = store.event_time_span().await? else {
+        return Ok(SearchedPage {
+            page: EventPage {
+                events: Vec::new(),
+                next_cursor: None,
+            },
+            searched_back_to: None,
+        });
+    };
+    let bound = |pick: fn(&EventTest) -> Option<i64>| {
+        query
+            .conditions
+            .iter()
+            .filter(|c| !c.negated)
+            .filter_map(move |c| pick(&c.test))
+    };
+    let floor = bound(|t| match t {
+        EventTest::From(ms) => Some(*ms),
+        _ => None,
+    })
+    .fold(oldest, i64::max);
+    let mut high = bound(|t| match t {
+        EventTest::To(ms) => Some(*ms),
+        _ => None,
+    })
+    .fold(newest.saturating_add(1), i64::min);
+    if let Some(after) = &query.after {
+        high = high.min(after.time_ms.saturating_add(1));
+    }
+    let mut events: Vec<StoredEvent> = Vec::new();
+    let mut window = FIRST_WINDOW_MS;
+    while high > floor {
+        let low = high.saturating_sub(window).max(floor);
+        let mut conditions = query.conditions.clone();
+        for test in [EventTest::From(low), EventTest::To(high)] {
+            conditions.push(EventCondition {
+                negated: false,
+                test,
+            });
+        }
+        let wanted = limit.saturating_sub(i64::try_from(events.len()).unwrap_or(limit));
+        let read_from = std::time::Instant::now();
+        let found = store
+            .query_events(&conditions, query.after.as_ref(), wanted)
+            .await?;
+        let took = read_from.elapsed();
+        events.extend(found);
+        if i64::try_from(events.len()).is_ok_and(|n| n >= limit) {
+            let next_cursor = events.last().map(encode_cursor);
+            return Ok(SearchedPage {
+                page: EventPage {
+                    events,
+                    next_cursor,
+                },
+                searched_back_to: None,
+            });
+        }
+        high = low;
+        let left = budget.saturating_sub(started.elapsed());
+        if high > floor && left.is_zero() {
+            let older = EventKey {
+                time_ms: high,
+                agent_id: String::new(),
+                seq: 0,
+            };
+            return Ok(SearchedPage {
+                page: EventPage {
+                    events,
+                    next_cursor: Some(encode_key(&older)),
+                },
+                searched_back_to: Some(high),
+            });
+        }
+        window = next_window(window, took, left);
+    }
+    Ok(SearchedPage {
+        page: EventPage {
+            events,
+            next_cursor: None,
+        },
+        searched_back_to: None,
+    })
+}
+
+/// The window after one of `window` ms that took `took` to read, with `left` of the budget:
+/// twice as long, or as long as `left` allows at the same rate, whichever is shorter (at
+/// least a second).
+fn next_window(window: i64, took: std::time::Duration, left: std::time::Duration) -> i64 {
+    let doubled = window.saturating_mul(2);
+    if took.is_zero() {
+        return doubled;
+    }
+    let fits = (window as f64 * left.as_secs_f64() / took.as_secs_f64()).min(doubled as f64);
+    // In range: `fits` lies between 0 and `doubled`, an i64.
+    #[allow(clippy::cast_possible_truncation)]
+    let fits = fits as i64;
+    fits.max(1_000)
+}
+
 /// Every event `query` selects (up to its `limit`), newest first, as a stream of chunks of
 /// JSON lines or CSV (with a header row), read from the database a page at a time so memory
 /// stays bounded whatever the number of events. The role is checked before the stream starts.
@@ -434,7 +564,10 @@ pub fn csv_row(e: &StoredEvent) -> String {
 
 /// The opaque cursor that continues after `event`.
 pub fn encode_cursor(event: &StoredEvent) -> String {
-    let key = key_of(event);
+    encode_key(&key_of(event))
+}
+
+fn encode_key(key: &EventKey) -> String {
     crate::audit::hex(format!("{}:{}:{}", key.time_ms, key.seq, key.agent_id).as_bytes())
 }
 
@@ -691,6 +824,21 @@ fn check_event(e: &ConnectionEvent, received_ms: i64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_window_doubles_or_fits_the_time_left() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        // Quick to read: twice as long.
+        assert_eq!(next_window(60_000, ms(1), ms(50)), 120_000);
+        assert_eq!(next_window(60_000, Duration::ZERO, ms(50)), 120_000);
+        // 10 ms for a minute, 20 ms left: two minutes fit, not four.
+        assert_eq!(next_window(120_000, ms(10), ms(20)), 240_000);
+        assert_eq!(next_window(120_000, ms(20), ms(20)), 120_000);
+        assert_eq!(next_window(120_000, ms(40), ms(10)), 30_000);
+        // Never less than a second.
+        assert_eq!(next_window(120_000, ms(100), Duration::ZERO), 1_000);
+    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

@@ -32,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::oidc::Oidc;
 use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
+use crate::signin::UserAction;
 use crate::simulate::{self, SimulationReport};
 use crate::store::alerts::{Alert, Change};
 use crate::store::{ApiToken, EnrollmentToken, Group, PolicySummary, PolicyVersion, Store, User};
@@ -91,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(list_events))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(list_users, create_user))
+        .routes(routes!(remove_user))
+        .routes(routes!(set_user_role))
+        .routes(routes!(set_user_password))
+        .routes(routes!(reset_user_second_factor))
+        .routes(routes!(unlock_user))
         .routes(routes!(revoke_token))
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(audit_log))
@@ -396,7 +402,8 @@ pub struct AuditLog {
     pub verified: bool,
     /// The first entry that does not, if any.
     pub broken_at: Option<i64>,
-    /// Every entry, oldest first.
+    /// The entries the filter selects (every entry without one), oldest first; the chain is
+    /// verified over the whole log either way.
     pub entries: Vec<audit::Entry>,
 }
 
@@ -624,6 +631,109 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// The body of `POST /api/v1/users/{id}/role`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRole {
+    /// `admin`, `editor`, `analyst`, `viewer` or `auditor`.
+    pub role: String,
+}
+
+/// The body of `POST /api/v1/users/{id}/password`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    /// The new password, at least 12 characters.
+    pub password: String,
+}
+
+/// Remove a user; their sessions end at once. The last admin cannot be removed.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "the user's identifier")),
+    responses((status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the last admin", body = ErrorBody)))]
+async fn remove_user(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    edit_user(&state, &who, &id, UserAction::Remove).await
+}
+
+/// Give a user another role; it applies from their next request. The last admin keeps the role.
+#[utoipa::path(post, path = "/api/v1/users/{id}/role", tag = "users", request_body = NewRole,
+    params(("id" = i64, Path, description = "the user's identifier")),
+    responses((status = 204, description = "changed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "the last admin", body = ErrorBody)))]
+async fn set_user_role(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<NewRole>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let role = body
+        .role
+        .parse::<Role>()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    edit_user(&state, &who, &id, UserAction::Role(role)).await
+}
+
+/// Set a user's password; it clears their lockout and ends their sessions.
+#[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", request_body = NewPassword,
+    params(("id" = i64, Path, description = "the user's identifier")),
+    responses((status = 204, description = "changed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn set_user_password(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Result<Json<NewPassword>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(body) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let password = Secret::new(body.password);
+    edit_user(&state, &who, &id, UserAction::Password(password)).await
+}
+
+/// Forget a user's authenticator: they enrol a new one at their next sign-in. Their sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{id}/reset-second-factor", tag = "users",
+    params(("id" = i64, Path, description = "the user's identifier")),
+    responses((status = 204, description = "reset"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn reset_user_second_factor(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    edit_user(&state, &who, &id, UserAction::ResetSecondFactor).await
+}
+
+/// Clear a user's failed sign-ins and lockout.
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users",
+    params(("id" = i64, Path, description = "the user's identifier")),
+    responses((status = 204, description = "unlocked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn unlock_user(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    edit_user(&state, &who, &id, UserAction::Unlock).await
+}
+
+async fn edit_user(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    action: UserAction,
+) -> Result<StatusCode, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("user {id:?}")))?;
+    signin::edit_user(&state.store, who, id, action, (state.clock)()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Every API token, oldest first (never a secret).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<ApiToken>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -713,14 +823,17 @@ async fn put_settings(
 }
 
 /// The audit log, and whether its hash chain verifies.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
-    responses((status = 200, body = AuditLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(audit::Filter),
+    responses((status = 200, body = AuditLog), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn audit_log(
     State(state): State<AppState>,
     who: Principal,
+    filter: Result<Query<audit::Filter>, QueryRejection>,
 ) -> Result<Json<AuditLog>, ApiError> {
+    let Query(filter) = filter.map_err(|e| Error::BadRequest(e.body_text()))?;
     let entries = audit::entries(&state.store, &who).await?;
     let broken_at = audit::verify(&entries).err().map(|b| b.id);
+    let entries = filter.select(&entries)?.into_iter().cloned().collect();
     Ok(Json(AuditLog {
         verified: broken_at.is_none(),
         broken_at,

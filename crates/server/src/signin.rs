@@ -1,8 +1,9 @@
 //! Signing in to the console: a password (argon2id), then a TOTP code — enrolled at the first
 //! sign-in, asked for at every later one — and a server-side session known by the SHA-256 of
 //! its cookie. Users provisioned by single sign-on ([`single_sign_on`], the OpenID provider
-//! owns their second factor) have no password sign-in. Also the user service (create, list;
-//! admins only).
+//! owns their second factor) have no password sign-in. Also the user service (create, list,
+//! change a role, set a password, reset a second factor, unlock, remove; admins only, and
+//! never the last admin away).
 //!
 //! Failed attempts (a wrong password or a wrong code) are counted per user; from the fifth on,
 //! each locks the user out for twice as long as the one before (30 s, 1 min, … up to 15 min).
@@ -14,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::credentials::{Secret, hash_password, random_token, token_hash, verify_password};
 use crate::error::Error;
 use crate::role::{Permission, Principal, Role};
-use crate::store::{SessionRecord, Store, User, UserRecord};
+use crate::store::{SessionRecord, Store, User, UserEdit, UserEditOutcome, UserRecord};
 use crate::totp;
 
 /// How long a signed-in session lasts.
@@ -278,11 +279,7 @@ pub async fn create_user(
             "the decision role is for API tokens, not people".into(),
         ));
     }
-    if password.expose().chars().count() < MIN_PASSWORD_LEN {
-        return Err(Error::BadRequest(format!(
-            "a password has at least {MIN_PASSWORD_LEN} characters"
-        )));
-    }
+    check_password_length(password)?;
     let hash = hash_password(password)?;
     store
         .create_user(name, &hash, role, &who.actor, &now.to_string())
@@ -294,6 +291,81 @@ pub async fn create_user(
 pub async fn list_users(store: &Store, who: &Principal) -> Result<Vec<User>, Error> {
     who.require(Permission::ReadUsers)?;
     Ok(store.list_users().await?)
+}
+
+/// What an admin does to a user (see [`edit_user`]).
+#[derive(Debug)]
+pub enum UserAction {
+    /// Give the user another role (`decision` is for API tokens only).
+    Role(Role),
+    /// Set a new password (at least [`MIN_PASSWORD_LEN`] characters); not for users of
+    /// single sign-on, whose provider checks who they are.
+    Password(Secret),
+    /// Forget the user's authenticator; the user enrols a new one at the next sign-in.
+    ResetSecondFactor,
+    /// Clear failed attempts and the lockout.
+    Unlock,
+    /// Remove the user.
+    Remove,
+}
+
+/// Applies `action` to user `id`; admins only, audited. A new password, a reset second factor
+/// and a removal end the user's sessions at once. The last admin can be neither demoted nor
+/// removed ([`Error::Conflict`]).
+pub async fn edit_user(
+    store: &Store,
+    who: &Principal,
+    id: i64,
+    action: UserAction,
+    now: Timestamp,
+) -> Result<(), Error> {
+    who.require(Permission::ManageUsers)?;
+    let Some(user) = store.user_by_id(id).await? else {
+        return Err(Error::NotFound(format!("no user {id}")));
+    };
+    let hash;
+    let edit = match &action {
+        UserAction::Role(Role::Decision) => {
+            return Err(Error::BadRequest(
+                "the decision role is for API tokens, not people".into(),
+            ));
+        }
+        UserAction::Role(role) => UserEdit::Role(*role),
+        UserAction::Password(_) if user.sso_subject.is_some() => {
+            return Err(Error::BadRequest(format!(
+                "{} signs in through single sign-on and has no password here",
+                user.name
+            )));
+        }
+        UserAction::Password(password) => {
+            check_password_length(password)?;
+            hash = hash_password(password)?;
+            UserEdit::Password(&hash)
+        }
+        UserAction::ResetSecondFactor => UserEdit::ResetSecondFactor,
+        UserAction::Unlock => UserEdit::Unlock,
+        UserAction::Remove => UserEdit::Remove,
+    };
+    match store
+        .edit_user(id, edit, &who.actor, &now.to_string())
+        .await?
+    {
+        UserEditOutcome::Done => Ok(()),
+        UserEditOutcome::NotFound => Err(Error::NotFound(format!("no user {id}"))),
+        UserEditOutcome::LastAdmin => Err(Error::Conflict(format!(
+            "{} is the last admin; make another user admin first",
+            user.name
+        ))),
+    }
+}
+
+fn check_password_length(password: &Secret) -> Result<(), Error> {
+    if password.expose().chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::BadRequest(format!(
+            "a password has at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// What a user name may be.

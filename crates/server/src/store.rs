@@ -367,7 +367,7 @@ mod events;
 
 pub use events::{
     BatchesStored, EventCondition, EventKey, EventTest, NewBatch, RetentionReport, StoredEvent,
-    ip_key, verdict_keyword,
+    ip_key, rfc3339, verdict_keyword,
 };
 
 impl Store {
@@ -694,7 +694,7 @@ pub use dashboard::{Minute, Ranked};
 pub use rollups::RuleHits;
 pub use settings::{SettingChange, StoredSetting};
 pub use tokens::{ApiToken, TokenRevocation};
-pub use users::{SessionRecord, User, UserRecord};
+pub use users::{SessionRecord, User, UserEdit, UserEditOutcome, UserRecord};
 
 #[cfg(test)]
 mod tests {

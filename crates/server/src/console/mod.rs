@@ -20,6 +20,7 @@ mod settings;
 mod signin;
 mod sso;
 mod tokens;
+mod users;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -73,7 +74,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/alerts/{id}", get(alerts::detail))
         .route("/console/alerts/{id}/action", post(alerts::act))
         .route("/console/audit", get(pages::audit))
-        .route("/console/users", get(pages::users).post(pages::create_user))
+        .route("/console/users", get(users::list).post(users::create))
+        .route("/console/users/{id}", get(users::detail))
+        .route("/console/users/{id}/action", post(users::act))
         .route(
             "/console/tokens",
             get(tokens::api_tokens).post(tokens::create_api_token),

@@ -2,22 +2,19 @@
 //! renders what it returns; a refusal of the service (the role) is the page's refusal.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use super::{Frame, SignedIn, csrf_refusal, error_page, render};
+use super::{Frame, SignedIn, error_page, render};
 use crate::audit::{self, Entry};
-use crate::credentials::Secret;
 use crate::dashboard::{self, Summary};
 use crate::error::Error;
-use crate::events::{self, EventQuery};
+use crate::events::{self, EventQuery, SearchedPage};
 use crate::http::AppState;
-use crate::role::{Permission, Role};
-use crate::signin::{self, Session};
-use crate::store::{StoredEvent, User};
+use crate::store::{StoredEvent, rfc3339};
 
 /// A refusal or failure, as a page.
 #[derive(Template)]
@@ -42,26 +39,29 @@ struct Events {
     filters: Vec<(String, String)>,
     events: Vec<StoredEvent>,
     next: Option<String>,
+    /// When the search stopped early: the oldest time it searched, RFC 3339.
+    searched_back_to: Option<String>,
     export: String,
 }
+
+/// How long the connection log searches for a page of matches before it shows what it found
+/// and offers to search older events (docs/console.md, "Connections").
+const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(60);
 
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct Audit {
     frame: Frame,
+    /// The newest [`AUDIT_SHOWN`] of the entries selected, newest first.
     entries: Vec<Entry>,
+    /// How many entries the filter selects.
+    matching: usize,
     chain: String,
+    filter: audit::Filter,
 }
 
-#[derive(Template)]
-#[template(path = "users.html")]
-struct Users {
-    frame: Frame,
-    users: Vec<User>,
-    may_manage: bool,
-    roles: Vec<&'static str>,
-    error: Option<String>,
-}
+/// The most audit entries one page shows (the newest of those selected).
+const AUDIT_SHOWN: usize = 1_000;
 
 /// The most events one CSV export of the console holds.
 const EXPORT_LIMIT: i64 = 100_000;
@@ -96,11 +96,14 @@ pub async fn events(
     let who = signed_in.session.principal();
     let pairs = filled_pairs(query.as_deref());
     let listed = match EventQuery::from_pairs(&pairs) {
-        Ok(query) => events::list(&state.store, &who, &query).await,
+        Ok(query) => events::list_within(&state.store, &who, &query, SEARCH_BUDGET).await,
         Err(e) => Err(e),
     };
     match listed {
-        Ok(page) => {
+        Ok(SearchedPage {
+            page,
+            searched_back_to,
+        }) => {
             let filters: Vec<(String, String)> = FILTERS
                 .iter()
                 .map(|name| {
@@ -130,6 +133,7 @@ pub async fn events(
                 filters,
                 events: page.events,
                 next,
+                searched_back_to: searched_back_to.map(rfc3339),
                 export: format!("/console/events.csv?{}", encode_pairs(&csv)),
             })
         }
@@ -137,85 +141,43 @@ pub async fn events(
     }
 }
 
-pub async fn audit(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    let who = signed_in.session.principal();
-    match audit::entries(&state.store, &who).await {
-        Ok(entries) => {
-            let chain = match audit::verify(&entries) {
-                Ok(()) => format!("The hash chain of all {} entries verifies.", entries.len()),
-                Err(broken) => format!("The hash chain is BROKEN: {broken}."),
-            };
-            render(&Audit {
-                frame: Frame::new(&signed_in.session, "audit"),
-                entries,
-                chain,
-            })
-        }
-        Err(e) => error_page(&e),
-    }
-}
-
-pub async fn users(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    users_page(&state, &signed_in.session, None).await
-}
-
-/// The new-user form.
-#[derive(Debug, serde::Deserialize)]
-pub struct NewUser {
-    csrf: String,
-    name: String,
-    role: String,
-    password: String,
-}
-
-pub async fn create_user(
+/// The audit log, newest first, as its filters (kept in the URL) select; the hash chain is
+/// verified over the whole log whatever is shown.
+pub async fn audit(
     State(state): State<AppState>,
     signed_in: SignedIn,
-    Form(form): Form<NewUser>,
+    filter: Result<Query<audit::Filter>, QueryRejection>,
 ) -> Response {
-    let session = &signed_in.session;
-    if let Some(refused) = csrf_refusal(session, &form.csrf) {
-        return refused;
-    }
-    let who = session.principal();
-    let created = match form.role.parse::<Role>() {
-        Ok(role) => {
-            let password = Secret::new(form.password);
-            signin::create_user(
-                &state.store,
-                &who,
-                &form.name,
-                role,
-                &password,
-                (state.clock)(),
-            )
-            .await
-        }
-        Err(e) => Err(Error::BadRequest(e.to_string())),
+    let who = signed_in.session.principal();
+    let Ok(Query(filter)) = filter else {
+        return error_page(&Error::BadRequest(
+            "the audit log's filters are actor, action, subject, from and to".to_owned(),
+        ));
     };
-    match created {
-        Ok(_) => Redirect::to("/console/users").into_response(),
-        Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
-            let status = crate::http::status_of(&e);
-            (
-                status,
-                users_page(&state, session, Some(e.to_string())).await,
-            )
-                .into_response()
+    let entries = match audit::entries(&state.store, &who).await {
+        Ok(entries) => entries,
+        Err(e) => return error_page(&e),
+    };
+    let chain = match audit::verify(&entries) {
+        Ok(()) => format!("The hash chain of all {} entries verifies.", entries.len()),
+        Err(broken) => format!("The hash chain is BROKEN: {broken}."),
+    };
+    match filter.select(&entries) {
+        Ok(selected) => {
+            let matching = selected.len();
+            render(&Audit {
+                frame: Frame::new(&signed_in.session, "audit"),
+                entries: selected
+                    .into_iter()
+                    .rev()
+                    .take(AUDIT_SHOWN)
+                    .cloned()
+                    .collect(),
+                matching,
+                chain,
+                filter,
+            })
         }
-        Err(e) => error_page(&e),
-    }
-}
-
-async fn users_page(state: &AppState, session: &Session, error: Option<String>) -> Response {
-    match signin::list_users(&state.store, &session.principal()).await {
-        Ok(users) => render(&Users {
-            frame: Frame::new(session, "users"),
-            users,
-            may_manage: session.role.may(Permission::ManageUsers),
-            roles: ["viewer", "analyst", "editor", "auditor", "admin"].to_vec(),
-            error,
-        }),
         Err(e) => error_page(&e),
     }
 }

@@ -414,6 +414,21 @@ impl Store {
         }
     }
 
+    /// The times (ms since the epoch) of the oldest and the newest stored event; `None` when
+    /// none is stored.
+    pub async fn event_time_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        // Two subqueries: SQLite reads a lone MIN or MAX from the index, not both at once.
+        let (oldest, newest): (Option<i64>, Option<i64>) = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT MIN(time_ms) FROM connection_events), \
+                 (SELECT MAX(time_ms) FROM connection_events)",
+            )
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(oldest.zip(newest))
+    }
+
     /// Up to `limit` events that meet every condition, newest first (by time, then agent id,
     /// then sequence number, descending), starting after `after`.
     pub async fn query_events(

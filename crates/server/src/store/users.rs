@@ -61,6 +61,33 @@ pub struct SessionRecord {
     pub expires_at: String,
 }
 
+/// A change an admin makes to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserEdit<'a> {
+    /// Give the user this role.
+    Role(Role),
+    /// Replace the password with this argon2id PHC string; clears the lockout.
+    Password(&'a str),
+    /// Forget the enrolled authenticator: the user enrols a new one at the next sign-in.
+    ResetSecondFactor,
+    /// Clear failed attempts and the lockout.
+    Unlock,
+    /// Remove the user.
+    Remove,
+}
+
+/// What a [`UserEdit`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserEditOutcome {
+    /// Done and audited. A password, a reset second factor or a removal also ended the
+    /// user's sessions.
+    Done,
+    /// No user has this id.
+    NotFound,
+    /// It would leave no admin; nothing changed.
+    LastAdmin,
+}
+
 type UserRow = (
     i64,
     String,
@@ -242,6 +269,93 @@ impl Store {
             Some(id) => self.user_by_id(id).await,
             None => Ok(None),
         }
+    }
+
+    /// Applies `edit` to user `id` and audits it, in one transaction, unless it would demote
+    /// or remove the last admin. A new password, a reset second factor and a removal end the
+    /// user's sessions, so they take effect at once on every node.
+    pub async fn edit_user(
+        &self,
+        id: i64,
+        edit: UserEdit<'_>,
+        actor: &str,
+        at: &str,
+    ) -> Result<UserEditOutcome, StoreError> {
+        let admin = Role::Admin.as_str();
+        let outcome = write_tx!(self, tx => {
+            let found: Option<(String, String)> =
+                sqlx::query_as("SELECT name, role FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let other_admins: (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM users WHERE role = $1 AND id <> $2")
+                    .bind(admin)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let demotes = match edit {
+                UserEdit::Role(role) => role != Role::Admin,
+                UserEdit::Remove => true,
+                _ => false,
+            };
+            match found {
+                None => UserEditOutcome::NotFound,
+                Some((_, role)) if role == admin && demotes && other_admins.0 == 0 => {
+                    UserEditOutcome::LastAdmin
+                }
+                Some((name, _)) => {
+                    let (sql, action, subject) = match edit {
+                        UserEdit::Role(role) => (
+                            "UPDATE users SET role = $2 WHERE id = $1",
+                            "user.role",
+                            format!("user:{name} role:{role}"),
+                        ),
+                        UserEdit::Password(_) => (
+                            "UPDATE users SET password_hash = $2, failed_logins = 0, \
+                             locked_until = NULL WHERE id = $1",
+                            "user.password",
+                            format!("user:{name}"),
+                        ),
+                        UserEdit::ResetSecondFactor => (
+                            "UPDATE users SET totp_secret = NULL, totp_last_step = NULL \
+                             WHERE id = $1",
+                            "user.second_factor.reset",
+                            format!("user:{name}"),
+                        ),
+                        UserEdit::Unlock => (
+                            "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
+                            "user.unlock",
+                            format!("user:{name}"),
+                        ),
+                        UserEdit::Remove => (
+                            "DELETE FROM users WHERE id = $1",
+                            "user.remove",
+                            format!("user:{name}"),
+                        ),
+                    };
+                    if matches!(
+                        edit,
+                        UserEdit::Password(_) | UserEdit::ResetSecondFactor | UserEdit::Remove
+                    ) {
+                        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let statement = sqlx::query(sql).bind(id);
+                    let statement = match edit {
+                        UserEdit::Role(role) => statement.bind(role.as_str()),
+                        UserEdit::Password(hash) => statement.bind(hash),
+                        _ => statement,
+                    };
+                    statement.execute(&mut *tx).await?;
+                    append_audit!(tx, at, actor, action, &subject);
+                    UserEditOutcome::Done
+                }
+            }
+        });
+        Ok(outcome)
     }
 
     /// Records a failed sign-in: the count of failures and the lockout it leads to.

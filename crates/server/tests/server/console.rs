@@ -35,7 +35,7 @@ pub struct Page {
 }
 
 impl Browser {
-    fn new(s: &TestServer) -> Browser {
+    pub fn new(s: &TestServer) -> Browser {
         Browser {
             base: s.base.clone(),
             client: reqwest::Client::builder()
@@ -320,7 +320,7 @@ async fn state_changes_need_the_csrf_token(s: &TestServer) {
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let page = admin.get("/console/users").await;
     assert!(
-        page.body.contains("<td>carol</td><td>viewer</td>"),
+        page.body.contains(">carol</a></td><td>viewer</td>"),
         "{}",
         page.body
     );
@@ -355,6 +355,9 @@ async fn every_page_with_every_role(s: &TestServer) {
     let endpoint = format!("/console/endpoints/{agent}");
     let (alert_id, _) = crate::alerts::raise(s, "beacon:agent-1:x", "high", &[]).await;
     let alert = format!("/console/alerts/{alert_id}");
+    let users = s.get("/api/v1/users", Some(ADMIN_TOKEN)).await;
+    let first_user = users.body[0]["id"].as_i64().unwrap();
+    let user = format!("/console/users/{first_user}");
     let ok = StatusCode::OK;
     let no = StatusCode::FORBIDDEN;
     // (page, admin, editor, analyst, viewer, auditor)
@@ -385,7 +388,9 @@ async fn every_page_with_every_role(s: &TestServer) {
         ("/console/tokens", [ok, no, no, no, no]),
         ("/console/settings", [ok, no, no, no, ok]),
         ("/console/audit", [ok, no, no, no, ok]),
+        ("/console/audit?action=policy.&from=", [ok, no, no, no, ok]),
         ("/console/users", [ok, no, no, no, ok]),
+        (user.as_str(), [ok, no, no, no, ok]),
     ];
     let roles = ["admin", "editor", "analyst", "viewer", "auditor"];
     for (i, role) in roles.iter().enumerate() {

@@ -16,6 +16,7 @@ on_both_backends!(
     each_filter_and_its_negation,
     bad_filters_name_the_parameter,
     pagination_walks_every_event_once,
+    a_search_out_of_time_says_how_far_it_looked_and_continues,
     resent_batch_is_stored_once,
     updates_complete_their_event,
     agents_opening_a_new_day_at_once_are_all_stored,
@@ -281,6 +282,76 @@ async fn pagination_walks_every_event_once(s: &TestServer) {
     assert_eq!(unique.len(), seen.len(), "an event was listed twice");
     assert_eq!(unique, expected);
     assert_eq!(pages, 7); // 250 events, 40 a page: six full pages and a last one of ten
+}
+
+/// The console's log searches back in windows within a time budget: out of time, it shows
+/// what it found and how far back it looked, and its cursor continues the search from there
+/// until every match is found, each once.
+async fn a_search_out_of_time_says_how_far_it_looked_and_continues(s: &TestServer) {
+    let store = &s.server.as_ref().unwrap().store;
+    let admin = palisade_server::role::Principal {
+        actor: "user:test".to_owned(),
+        role: palisade_server::role::Role::Admin,
+    };
+    let newest = now() - SignedDuration::from_mins(1);
+    // Every 20 minutes for 3 days, of which every 50th is alice's: 216 events, 5 alice's.
+    let events: Vec<ConnectionEvent> = (0..216u64)
+        .map(|i| {
+            let at = newest - SignedDuration::from_mins(20 * i64::try_from(i).unwrap());
+            let user = if i % 50 == 0 { "alice" } else { "bob" };
+            event(i + 1, at, json!({"connection": {"user": user}}))
+        })
+        .collect();
+    ingest(s, "w1", 1, &events).await;
+    let query = events::EventQuery::from_pairs(&[("user".to_owned(), "alice".to_owned())]).unwrap();
+    let first = events::list_within(store, &admin, &query, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    // Out of time after the first window (the newest quarter of an hour): only the newest
+    // match, and where the search stopped.
+    assert_eq!(first.page.events.len(), 1);
+    let back_to = first.searched_back_to.expect("stopped early");
+    assert_eq!(
+        back_to,
+        newest.as_millisecond() + 1 - 15 * 60_000,
+        "searched the newest quarter of an hour"
+    );
+    let mut found: Vec<u64> = first.page.events.iter().map(|e| e.event.seq).collect();
+    let mut cursor = first.page.next_cursor.expect("a cursor to search older");
+    let mut calls = 0;
+    loop {
+        let pairs = [
+            ("user".to_owned(), "alice".to_owned()),
+            ("cursor".to_owned(), cursor.clone()),
+        ];
+        let next = events::EventQuery::from_pairs(&pairs).unwrap();
+        let page = events::list_within(store, &admin, &next, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        found.extend(page.page.events.iter().map(|e| e.event.seq));
+        calls += 1;
+        assert_eq!(
+            page.searched_back_to, None,
+            "time enough to reach the oldest"
+        );
+        match page.page.next_cursor {
+            Some(c) => cursor = c,
+            None => break,
+        }
+        assert!(calls < 5, "the search does not end");
+    }
+    assert_eq!(
+        found,
+        [1, 51, 101, 151, 201],
+        "every match once, newest first"
+    );
+    // With time enough, the same page as the API's.
+    let whole = events::list_within(store, &admin, &query, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let listed = events::list(store, &admin, &query).await.unwrap();
+    assert_eq!(whole.page, listed);
+    assert_eq!(whole.searched_back_to, None);
 }
 
 /// The first batches of a day arrive from many agents at once (on PostgreSQL they race to

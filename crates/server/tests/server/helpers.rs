@@ -161,6 +161,14 @@ impl TestServer {
         reply(request.send().await.unwrap()).await
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.delete(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
     /// The gateway's URL.
     pub fn grpc_url(&self) -> String {
         format!("https://{}", self.server.as_ref().unwrap().grpc)

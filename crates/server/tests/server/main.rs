@@ -32,6 +32,8 @@
 //!   diff, export, import, assignment, and what a viewer may not do.
 //! - `https`: HTTPS on the HTTP address, with a certificate from the internal CA or the
 //!   operator's files, and `Secure` cookies.
+//! - `user_pages`: managing users in the console and the API (role, password, second factor,
+//!   lockout, removal, never the last admin) and the audit log's filters.
 //! - `live_dashboard`: the dashboard's figures over Server-Sent Events.
 //! - `oidc`: single sign-on with OpenID Connect, against a provider inside the tests that can
 //!   misbehave and (with `PALISADE_OIDC_TESTS=1`) the real `oidc-provider-mock` process.
@@ -68,3 +70,4 @@ mod policy_pages;
 mod rollups;
 mod settings;
 mod tokens;
+mod user_pages;

@@ -273,6 +273,16 @@ async fn the_console_in_a_real_browser() {
     let (alert, _) = crate::alerts::raise(&s, "beacon:agent-1:cdn-1", "high", &["agent-1/7"]).await;
     create_user(&s, "alice", "admin").await;
     create_user(&s, "victor", "viewer").await;
+    let users = s.get("/api/v1/users", Some(ADMIN_TOKEN)).await;
+    let victor = users
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "victor")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
 
     let driver = Driver::start().await;
     let browser = driver.browser().await;
@@ -292,6 +302,8 @@ async fn the_console_in_a_real_browser() {
         ("enrollment".to_owned(), "19-enrollment"),
         ("tokens".to_owned(), "20-api-tokens"),
         ("settings".to_owned(), "21-settings"),
+        (format!("users/{victor}"), "22-user"),
+        ("audit?action=user.".to_owned(), "23-audit-filtered"),
     ] {
         browser
             .goto(&format!("{}/console/{page}", s.base))

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::Stream;
 use jiff::Timestamp;
@@ -279,14 +280,20 @@ const FIRST_WINDOW_MS: i64 = 15 * 60_000;
 /// each next window doubles, or shrinks to what the time left allows at the rate the last
 /// window was read. A full page, or reaching the oldest event (or the `from` filter), ends the
 /// search as [`list`] would; otherwise the page says how far back it searched.
+///
+/// `clock` measures the time spent (the server's clock, [`crate::Clock`]).
 pub async fn list_within(
     store: &Store,
     who: &Principal,
     query: &EventQuery,
-    budget: std::time::Duration,
+    budget: Duration,
+    clock: &(dyn Fn() -> Timestamp + Send + Sync),
 ) -> Result<SearchedPage, Error> {
     who.require(Permission::ReadEvents)?;
-    let started = std::time::Instant::now();
+    let started = clock();
+    let spent = |since: Timestamp| {
+        Duration::try_from(clock().duration_since(since)).unwrap_or(Duration::ZERO)
+    };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let Some((oldest, newest)) = store.event_time_span().await? else {
         return Ok(SearchedPage {
@@ -329,11 +336,11 @@ pub async fn list_within(
             });
         }
         let wanted = limit.saturating_sub(i64::try_from(events.len()).unwrap_or(limit));
-        let read_from = std::time::Instant::now();
+        let read_from = clock();
         let found = store
             .query_events(&conditions, query.after.as_ref(), wanted)
             .await?;
-        let took = read_from.elapsed();
+        let took = spent(read_from);
         events.extend(found);
         if i64::try_from(events.len()).is_ok_and(|n| n >= limit) {
             let next_cursor = events.last().map(encode_cursor);
@@ -346,7 +353,7 @@ pub async fn list_within(
             });
         }
         high = low;
-        let left = budget.saturating_sub(started.elapsed());
+        let left = budget.saturating_sub(spent(started));
         if high > floor && left.is_zero() {
             let older = EventKey {
                 time_ms: high,
@@ -375,7 +382,7 @@ pub async fn list_within(
 /// The window after one of `window` ms that took `took` to read, with `left` of the budget:
 /// twice as long, or as long as `left` allows at the same rate, whichever is shorter (at
 /// least a second).
-fn next_window(window: i64, took: std::time::Duration, left: std::time::Duration) -> i64 {
+fn next_window(window: i64, took: Duration, left: Duration) -> i64 {
     let doubled = window.saturating_mul(2);
     if took.is_zero() {
         return doubled;
@@ -827,7 +834,6 @@ mod tests {
 
     #[test]
     fn the_next_window_doubles_or_fits_the_time_left() {
-        use std::time::Duration;
         let ms = Duration::from_millis;
         // Quick to read: twice as long.
         assert_eq!(next_window(60_000, ms(1), ms(50)), 120_000);

@@ -96,7 +96,9 @@ pub async fn events(
     let who = signed_in.session.principal();
     let pairs = filled_pairs(query.as_deref());
     let listed = match EventQuery::from_pairs(&pairs) {
-        Ok(query) => events::list_within(&state.store, &who, &query, SEARCH_BUDGET).await,
+        Ok(query) => {
+            events::list_within(&state.store, &who, &query, SEARCH_BUDGET, &*state.clock).await
+        }
         Err(e) => Err(e),
     };
     match listed {

@@ -304,7 +304,7 @@ async fn a_search_out_of_time_says_how_far_it_looked_and_continues(s: &TestServe
         .collect();
     ingest(s, "w1", 1, &events).await;
     let query = events::EventQuery::from_pairs(&[("user".to_owned(), "alice".to_owned())]).unwrap();
-    let first = events::list_within(store, &admin, &query, std::time::Duration::ZERO)
+    let first = events::list_within(store, &admin, &query, std::time::Duration::ZERO, &now)
         .await
         .unwrap();
     // Out of time after the first window (the newest quarter of an hour): only the newest
@@ -325,9 +325,15 @@ async fn a_search_out_of_time_says_how_far_it_looked_and_continues(s: &TestServe
             ("cursor".to_owned(), cursor.clone()),
         ];
         let next = events::EventQuery::from_pairs(&pairs).unwrap();
-        let page = events::list_within(store, &admin, &next, std::time::Duration::from_secs(30))
-            .await
-            .unwrap();
+        let page = events::list_within(
+            store,
+            &admin,
+            &next,
+            std::time::Duration::from_secs(30),
+            &now,
+        )
+        .await
+        .unwrap();
         found.extend(page.page.events.iter().map(|e| e.event.seq));
         calls += 1;
         assert_eq!(
@@ -346,9 +352,15 @@ async fn a_search_out_of_time_says_how_far_it_looked_and_continues(s: &TestServe
         "every match once, newest first"
     );
     // With time enough, the same page as the API's.
-    let whole = events::list_within(store, &admin, &query, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    let whole = events::list_within(
+        store,
+        &admin,
+        &query,
+        std::time::Duration::from_secs(30),
+        &now,
+    )
+    .await
+    .unwrap();
     let listed = events::list(store, &admin, &query).await.unwrap();
     assert_eq!(whole.page, listed);
     assert_eq!(whole.searched_back_to, None);

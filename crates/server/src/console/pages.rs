@@ -46,7 +46,7 @@ struct Events {
 
 /// How long the connection log searches for a page of matches before it shows what it found
 /// and offers to search older events (docs/console.md, "Connections").
-const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(60);
+const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(40);
 
 #[derive(Template)]
 #[template(path = "audit.html")]

@@ -5,5 +5,9 @@
 //! Layout:
 //! - [`zeek`]: Zeek conn, dns, ssl and http logs (TSV or JSON lines, plain or gzip, dated
 //!   folders) into typed records; bad lines counted and skipped with a reason.
+//! - [`beacon`]: RITA-style beacon scoring per (source, destination) pair, the destination
+//!   as a name (HTTP host, TLS server name) or an address, from Zeek logs or any stream of
+//!   connection observations.
 
+pub mod beacon;
 pub mod zeek;

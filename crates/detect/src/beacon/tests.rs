@@ -294,3 +294,22 @@ fn corpus_proxy_beacons_score_as_rita_scores_them() {
     assert_eq!(scores.len(), 2);
     assert_eq!(scores[0].dst, evil.dst);
 }
+
+#[test]
+fn host_names_lose_ports_case_and_final_dots_and_addresses_are_not_names() {
+    use zeek::host_name;
+    assert_eq!(host_name("C2.Example:443").as_deref(), Some("c2.example"));
+    assert_eq!(
+        host_name("www.example.com.").as_deref(),
+        Some("www.example.com")
+    );
+    for address in [
+        "192.0.2.1",
+        "192.0.2.1:8080",
+        "[2001:db8::1]:443",
+        "2001:db8::1",
+        " ",
+    ] {
+        assert_eq!(host_name(address), None, "{address}");
+    }
+}

@@ -11,7 +11,9 @@ use super::{Observation, Tracker};
 use crate::zeek::{Conn, FileError, LogFile, LogKind, Record, log_files, read_file};
 
 /// Reads the conn, http and ssl logs under `dir` into `tracker`; returns the files read, each
-/// with its figures (lines, records, skipped lines and why).
+/// with its figures (lines, records, skipped lines and why). A file that cannot be opened is
+/// noted in its `stopped` and the others are still read; only a directory that cannot be listed
+/// is an error.
 pub fn read_dir(dir: &Path, tracker: &mut Tracker) -> Result<Vec<LogFile>, FileError> {
     let mut files = log_files(dir)?;
     // Names first, so each connection is recorded once, already named.
@@ -20,7 +22,7 @@ pub fn read_dir(dir: &Path, tracker: &mut Tracker) -> Result<Vec<LogFile>, FileE
         .iter_mut()
         .filter(|f| matches!(f.kind, LogKind::Http | LogKind::Ssl))
     {
-        read_file(file, |record| {
+        let read = read_file(file, |record| {
             let (uid, name) = match record {
                 Record::Http(http) => (http.uid, http.host.as_deref().and_then(host_name)),
                 Record::Ssl(ssl) => (ssl.uid, ssl.server_name.as_deref().and_then(host_name)),
@@ -29,15 +31,17 @@ pub fn read_dir(dir: &Path, tracker: &mut Tracker) -> Result<Vec<LogFile>, FileE
             if let Some(name) = name {
                 names.entry(uid).or_insert(name);
             }
-        })?;
+        });
+        note_unreadable(file, read);
     }
     for file in files.iter_mut().filter(|f| f.kind == LogKind::Conn) {
-        read_file(file, |record| {
+        let read = read_file(file, |record| {
             if let Record::Conn(conn) = record {
                 let name = names.get(&conn.uid).cloned();
                 tracker.record(observation(&conn, name));
             }
-        })?;
+        });
+        note_unreadable(file, read);
     }
     files.retain(|f| f.kind != LogKind::Dns);
     Ok(files)
@@ -71,5 +75,11 @@ pub fn host_name(value: &str) -> Option<String> {
         None
     } else {
         Some(host)
+    }
+}
+
+fn note_unreadable(file: &mut LogFile, read: Result<(), FileError>) {
+    if let Err(err) = read {
+        file.stopped = Some(err.to_string());
     }
 }

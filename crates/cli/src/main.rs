@@ -7,6 +7,8 @@
 //! - [`enroll`]: the options, identity and spool that a managed agent and a managed sensor share.
 //! - [`flow_event`]: a sensor's flow record as a connection event for its server.
 //! - [`policy`]: `palisade policy check|eval|test|fmt`.
+//! - [`detect`]: `palisade detect beacons`, the detectors offline over recorded traffic (Zeek
+//!   logs).
 //! - [`analyze`]: `palisade analyze FILE`, the flows of a capture file.
 //! - [`sensor`]: `palisade sensor --interface IF`, the flows of a live interface (AF_PACKET), each
 //!   naming its client device, written locally or sent to a server.
@@ -15,6 +17,7 @@
 
 mod agent;
 mod analyze;
+mod detect;
 mod enroll;
 mod flow_event;
 mod policy;
@@ -46,6 +49,9 @@ enum Command {
     /// Check, evaluate, test and format policy files offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the detectors offline over recorded traffic (Zeek logs).
+    #[command(subcommand)]
+    Detect(detect::DetectCommand),
     /// Run the endpoint agent: decide every new connection by the application behind it.
     Agent(agent::AgentArgs),
     /// Read a pcap or pcapng capture and print its flows.
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Policy(command) => policy::run(command),
+        Command::Detect(command) => detect::run(command),
         Command::Agent(args) => agent::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Sensor(args) => sensor::run(args),

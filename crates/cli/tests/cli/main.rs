@@ -11,6 +11,7 @@
 mod agent;
 mod analyze;
 mod crash;
+mod detect_beacons;
 mod install;
 mod lab;
 mod nodes;

@@ -48,10 +48,12 @@ in_schema="$PG?options=-c%20search_path%3D$schema"
 sql() { psql -qAt "$PG" -v ON_ERROR_STOP=1 -c "SET search_path = $schema" -c "$1"; }
 
 start() {
+    # A fresh file each start: reading the last start's address is a race with the truncation.
+    rm -f "$work/out"
     PALISADE_DATABASE_URL=$in_schema PALISADE_BOOTSTRAP_TOKEN=$TOKEN "$PALISADE" server \
         --data "$work/node" --http 127.0.0.1:0 --grpc 127.0.0.1:0 >"$work/out" 2>"$work/err" &
     pid=$!
-    until grep -q '^http: ' "$work/out"; do
+    until grep -qs '^http: ' "$work/out"; do
         kill -0 "$pid" 2>/dev/null || { cat "$work/err" >&2; exit 1; }
         sleep 0.1
     done

@@ -8,6 +8,11 @@
 //! - [`beacon`]: RITA-style beacon scoring per (source, destination) pair, the destination
 //!   as a name (HTTP host, TLS server name) or an address, from Zeek logs or any stream of
 //!   connection observations.
+//! - [`iforest`]: isolation forest (Liu, Ting and Zhou 2008), the anomaly score of a feature
+//!   vector against the rows it was fitted on; serialisable, so models can be stored.
+//! - [`metrics`]: how detectors are evaluated (ROC AUC).
 
 pub mod beacon;
+pub mod iforest;
+pub mod metrics;
 pub mod zeek;

@@ -13,7 +13,8 @@ fn palisade(args: &[&str]) -> Output {
         .expect("palisade runs")
 }
 
-fn lines(out: &Output) -> Vec<Value> {
+/// Each line of a command's standard output, parsed as JSON.
+pub fn lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))

@@ -296,13 +296,7 @@ pub async fn list_within(
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let Some((oldest, newest)) = store.event_time_span().await? else {
-        return Ok(SearchedPage {
-            page: EventPage {
-                events: Vec::new(),
-                next_cursor: None,
-            },
-            searched_back_to: None,
-        });
+        return Ok(SearchedPage::new(Vec::new(), None, None));
     };
     let bound = |pick: fn(&EventTest) -> Option<i64>| {
         query
@@ -344,13 +338,7 @@ pub async fn list_within(
         events.extend(found);
         if i64::try_from(events.len()).is_ok_and(|n| n >= limit) {
             let next_cursor = events.last().map(encode_cursor);
-            return Ok(SearchedPage {
-                page: EventPage {
-                    events,
-                    next_cursor,
-                },
-                searched_back_to: None,
-            });
+            return Ok(SearchedPage::new(events, next_cursor, None));
         }
         high = low;
         let left = budget.saturating_sub(spent(started));
@@ -360,23 +348,31 @@ pub async fn list_within(
                 agent_id: String::new(),
                 seq: 0,
             };
-            return Ok(SearchedPage {
-                page: EventPage {
-                    events,
-                    next_cursor: Some(encode_key(&older)),
-                },
-                searched_back_to: Some(high),
-            });
+            return Ok(SearchedPage::new(
+                events,
+                Some(encode_key(&older)),
+                Some(high),
+            ));
         }
         window = next_window(window, took, left);
     }
-    Ok(SearchedPage {
-        page: EventPage {
-            events,
-            next_cursor: None,
-        },
-        searched_back_to: None,
-    })
+    Ok(SearchedPage::new(events, None, None))
+}
+
+impl SearchedPage {
+    fn new(
+        events: Vec<StoredEvent>,
+        next_cursor: Option<String>,
+        searched_back_to: Option<i64>,
+    ) -> SearchedPage {
+        SearchedPage {
+            page: EventPage {
+                events,
+                next_cursor,
+            },
+            searched_back_to,
+        }
+    }
 }
 
 /// The window after one of `window` ms that took `took` to read, with `left` of the budget:

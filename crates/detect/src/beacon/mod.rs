@@ -279,12 +279,17 @@ pub struct Tracker {
     last: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    ts: f64,
-    dst_addr: IpAddr,
-    bytes: u64,
-    duration: f64,
+/// One connection of a pair, as [`score_pair`] scores it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Start, seconds since the Unix epoch.
+    pub ts: f64,
+    /// Destination address.
+    pub dst_addr: IpAddr,
+    /// Bytes the source sent.
+    pub bytes: u64,
+    /// Seconds it lasted.
+    pub duration: f64,
 }
 
 impl Tracker {
@@ -407,11 +412,11 @@ impl Tracker {
 pub fn score_pair(
     src: IpAddr,
     dst: Destination,
-    points: &[impl AsPoint],
+    points: &[Point],
     window: Window,
     config: &Config,
 ) -> Option<BeaconScore> {
-    let mut seconds: Vec<f64> = points.iter().map(|p| p.ts().floor()).collect();
+    let mut seconds: Vec<f64> = points.iter().map(|p| p.ts.floor()).collect();
     seconds.sort_by(f64::total_cmp);
     let mut intervals: Vec<f64> = seconds
         .windows(2)
@@ -426,7 +431,7 @@ pub fn score_pair(
     intervals.sort_by(f64::total_cmp);
     let timestamp = dispersion(&intervals, 1.0)?;
 
-    let mut sizes: Vec<f64> = points.iter().map(|p| p.bytes() as f64).collect();
+    let mut sizes: Vec<f64> = points.iter().map(|p| p.bytes as f64).collect();
     sizes.sort_by(f64::total_cmp);
     if sizes.len() < 3 {
         return None;
@@ -443,7 +448,7 @@ pub fn score_pair(
         Destination::Name(_) => "name",
         Destination::Addr(_) => "addr",
     };
-    let addresses: BTreeSet<IpAddr> = points.iter().map(|p| p.dst_addr()).collect();
+    let addresses: BTreeSet<IpAddr> = points.iter().map(|p| p.dst_addr).collect();
     Some(BeaconScore {
         src,
         dst,
@@ -456,60 +461,15 @@ pub fn score_pair(
         } else {
             Vec::new()
         },
-        first: points.iter().map(|p| p.ts()).reduce(f64::min)?,
-        last: points.iter().map(|p| p.ts()).reduce(f64::max)?,
-        total_bytes: points
-            .iter()
-            .map(|p| p.bytes())
-            .fold(0, u64::saturating_add),
-        total_duration: points.iter().map(|p| p.duration()).sum(),
+        first: points.iter().map(|p| p.ts).reduce(f64::min)?,
+        last: points.iter().map(|p| p.ts).reduce(f64::max)?,
+        total_bytes: points.iter().map(|p| p.bytes).fold(0, u64::saturating_add),
+        total_duration: points.iter().map(|p| p.duration).sum(),
         timestamp,
         data_size,
         histogram,
         duration,
     })
-}
-
-/// What [`score_pair`] needs of a connection.
-pub trait AsPoint {
-    /// Start, seconds since the Unix epoch.
-    fn ts(&self) -> f64;
-    /// Destination address.
-    fn dst_addr(&self) -> IpAddr;
-    /// Bytes the source sent.
-    fn bytes(&self) -> u64;
-    /// Seconds it lasted.
-    fn duration(&self) -> f64;
-}
-
-impl AsPoint for Point {
-    fn ts(&self) -> f64 {
-        self.ts
-    }
-    fn dst_addr(&self) -> IpAddr {
-        self.dst_addr
-    }
-    fn bytes(&self) -> u64 {
-        self.bytes
-    }
-    fn duration(&self) -> f64 {
-        self.duration
-    }
-}
-
-impl AsPoint for Observation {
-    fn ts(&self) -> f64 {
-        self.ts
-    }
-    fn dst_addr(&self) -> IpAddr {
-        self.dst_addr
-    }
-    fn bytes(&self) -> u64 {
-        self.bytes
-    }
-    fn duration(&self) -> f64 {
-        self.duration
-    }
 }
 
 fn is_multicast_or_broadcast(addr: IpAddr) -> bool {

@@ -61,11 +61,20 @@ fn poisson(rng: &mut SmallRng, mean: f64) -> Vec<Observation> {
     }
 }
 
-fn score_of(points: &[Observation]) -> Option<BeaconScore> {
+fn score_of(observations: &[Observation]) -> Option<BeaconScore> {
+    let points: Vec<Point> = observations
+        .iter()
+        .map(|o| Point {
+            ts: o.ts,
+            dst_addr: o.dst_addr,
+            bytes: o.bytes,
+            duration: o.duration,
+        })
+        .collect();
     score_pair(
         ip(1),
         Destination::Addr(ip(2)),
-        points,
+        &points,
         day(),
         &Config::default(),
     )

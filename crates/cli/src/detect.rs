@@ -19,6 +19,9 @@ pub enum DetectCommand {
     /// Score beaconing (a program calling home on a timer) per source and destination, from
     /// Zeek conn, http and ssl logs, as RITA does.
     Beacons(BeaconsArgs),
+    /// Run the simulator's labelled attacks through the detection pipeline and print each
+    /// detector's precision, recall, F1 and false-positive rate, and each family's recall.
+    Eval(crate::evaluate::EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +48,7 @@ pub struct BeaconsArgs {
 pub fn run(command: DetectCommand) -> anyhow::Result<ExitCode> {
     match command {
         DetectCommand::Beacons(args) => beacons(args),
+        DetectCommand::Eval(args) => crate::evaluate::run(args),
     }
 }
 

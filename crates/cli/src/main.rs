@@ -19,6 +19,7 @@ mod agent;
 mod analyze;
 mod detect;
 mod enroll;
+mod evaluate;
 mod flow_event;
 mod policy;
 mod sensor;

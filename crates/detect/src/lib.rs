@@ -11,8 +11,11 @@
 //! - [`iforest`]: isolation forest (Liu, Ting and Zhou 2008), the anomaly score of a feature
 //!   vector against the rows it was fitted on; serialisable, so models can be stored.
 //! - [`metrics`]: how detectors are evaluated (ROC AUC).
+//! - [`pipeline`]: the streaming pipeline the server, the evaluator and the Zeek import run:
+//!   observations in, explained findings out.
 
 pub mod beacon;
 pub mod iforest;
 pub mod metrics;
+pub mod pipeline;
 pub mod zeek;

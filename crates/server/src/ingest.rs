@@ -12,6 +12,11 @@
 //!   acknowledged to the broker only after its commit, so batches held by a node that dies go to
 //!   another. Storing is idempotent, so a batch delivered twice is stored once.
 //!
+//! After its commit every batch is published to the work topic `stored-events`, for the
+//! detection pipeline, before its acknowledgement: a batch acknowledged to its agent has been
+//! stored and handed to detection. A crash in between loses nothing: the agent sends the batch
+//! again, storing it again changes nothing, and detection skips the events it has seen.
+//!
 //! Backpressure: when the writers fall behind, the queue fills up and the gateway waits for
 //! room, so each agent's acknowledgement comes later and it sends less. A batch that found no
 //! room within [`MAX_WAIT`] is refused as busy (`RESOURCE_EXHAUSTED`): it is not stored, the
@@ -55,8 +60,10 @@ const CONSUMERS: usize = 2;
 pub struct Pipeline {
     store: Arc<Store>,
     queue: mpsc::Sender<Job>,
-    /// Set when batches go through RabbitMQ.
-    bus: Option<Bus>,
+    bus: Bus,
+    /// Batches go through the bus's `event-batches` topic (RabbitMQ) rather than straight to
+    /// this node's writers.
+    through_bus: bool,
 }
 
 /// A batch waiting for a writer, and where its outcome goes.
@@ -67,22 +74,28 @@ struct Job {
 
 impl Pipeline {
     /// Starts `writers` writers on this node (one suits SQLite, which has a single writer; a
-    /// few suit PostgreSQL) and, when `bus` is given (RabbitMQ), the consumers of the
+    /// few suit PostgreSQL) and, when `through_bus` (RabbitMQ), the consumers of the
     /// `event-batches` work topic. Returns the tasks to abort at shutdown.
     pub async fn start(
         store: Arc<Store>,
         writers: usize,
-        bus: Option<Bus>,
+        bus: Bus,
+        through_bus: bool,
     ) -> (Pipeline, Vec<JoinHandle<()>>) {
         let (queue, receiver) = mpsc::channel(QUEUE_BATCHES);
         let receiver = Arc::new(Mutex::new(receiver));
         let mut tasks: Vec<JoinHandle<()>> = (0..writers.max(1))
-            .map(|_| tokio::spawn(write(store.clone(), receiver.clone())))
+            .map(|_| tokio::spawn(write(store.clone(), bus.clone(), receiver.clone())))
             .collect();
-        let pipeline = Pipeline { store, queue, bus };
-        if let Some(bus) = &pipeline.bus {
+        let pipeline = Pipeline {
+            store,
+            queue,
+            bus,
+            through_bus,
+        };
+        if through_bus {
             for _ in 0..CONSUMERS {
-                let consumer = bus.consume_work(WorkTopic::EventBatches).await;
+                let consumer = pipeline.bus.consume_work(WorkTopic::EventBatches).await;
                 tasks.push(tokio::spawn(consume(pipeline.clone(), consumer)));
             }
         }
@@ -100,12 +113,13 @@ impl Pipeline {
         received_at: Timestamp,
     ) -> Result<(), Error> {
         let batch = events::check(&self.store, agent_id, batch_seq, events, received_at)?;
-        match &self.bus {
-            None => self.enqueue(batch).await?.await.map_err(|_| stopped())?,
-            Some(bus) => bus
+        if self.through_bus {
+            self.bus
                 .publish_work(WorkTopic::EventBatches, encode(&batch))
                 .await
-                .map_err(|e| Error::Unavailable(e.to_string())),
+                .map_err(|e| Error::Unavailable(e.to_string()))
+        } else {
+            self.enqueue(batch).await?.await.map_err(|_| stopped())?
         }
     }
 
@@ -139,8 +153,9 @@ impl Pipeline {
     }
 }
 
-/// One writer: takes what is queued, stores it in one transaction, reports to each batch.
-async fn write(store: Arc<Store>, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// One writer: takes what is queued, stores it in one transaction, hands each batch to
+/// detection, reports to each batch.
+async fn write(store: Arc<Store>, bus: Bus, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let jobs = {
             let mut receiver = receiver.lock().await;
@@ -167,22 +182,34 @@ async fn write(store: Arc<Store>, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
             Ok(_) => {
                 counters.committed();
                 for job in jobs {
-                    let _ = job.done.send(Ok(()));
+                    let outcome = to_detection(&bus, &job.batch).await;
+                    let _ = job.done.send(outcome);
                 }
             }
             // Whatever failed must not fail the others: each batch again on its own.
             Err(group_error) => {
                 tracing::warn!(batches = jobs.len(), cause = %group_error, "storing a group of batches failed; storing each by itself");
                 for job in jobs {
-                    let outcome = events::store_batches(&store, &[&job.batch]).await;
-                    if outcome.is_ok() {
-                        counters.committed();
-                    }
-                    let _ = job.done.send(outcome.map(|_| ()));
+                    let outcome = match events::store_batches(&store, &[&job.batch]).await {
+                        Ok(_) => {
+                            counters.committed();
+                            to_detection(&bus, &job.batch).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = job.done.send(outcome);
                 }
             }
         }
     }
+}
+
+/// Publishes a stored batch for the detection pipeline. Failing, the batch is reported as not
+/// stored: its agent sends it again.
+async fn to_detection(bus: &Bus, batch: &NewBatch) -> Result<(), Error> {
+    bus.publish_work(WorkTopic::StoredEvents, encode(batch))
+        .await
+        .map_err(|e| Error::Unavailable(format!("handing a stored batch to detection: {e}")))
 }
 
 /// One consumer of the work topic: each delivery is decoded, checked, queued for a writer and
@@ -249,7 +276,7 @@ struct QueuedBatch {
     batch: Option<v1::EventBatch>,
 }
 
-fn encode(batch: &NewBatch) -> Vec<u8> {
+pub(crate) fn encode(batch: &NewBatch) -> Vec<u8> {
     QueuedBatch {
         agent_id: batch.agent_id.clone(),
         received_ms: batch.received_ms,
@@ -261,9 +288,10 @@ fn encode(batch: &NewBatch) -> Vec<u8> {
     .encode_to_vec()
 }
 
-type Decoded = (String, u64, Timestamp, Vec<ConnectionEvent>);
+/// A decoded batch message: agent id, batch number, when it arrived, the events.
+pub(crate) type Decoded = (String, u64, Timestamp, Vec<ConnectionEvent>);
 
-fn decode(payload: &[u8]) -> Result<Decoded, Error> {
+pub(crate) fn decode(payload: &[u8]) -> Result<Decoded, Error> {
     let bad = |why: String| Error::BadRequest(format!("event batch message: {why}"));
     let queued = QueuedBatch::decode(payload).map_err(|e| bad(e.to_string()))?;
     let received_at =

@@ -29,6 +29,7 @@
 //! - [`ca`]: the internal certificate authority (agent and gateway certificates).
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
 //! - [`isolation`]: the policy the server generates for an isolated agent.
+//! - [`detection`]: the detection pipeline over every stored event, and the alerts it raises.
 //! - [`watchdog`]: the task that raises (and resolves) `agent_offline` alerts.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`ingest`]: the way of event batches from the gateway to storage: grouped commits,
@@ -53,6 +54,7 @@ pub mod checkpoint;
 pub mod console;
 pub mod credentials;
 pub mod dashboard;
+pub mod detection;
 pub mod distribution;
 pub mod enrollment;
 pub mod error;

@@ -14,6 +14,7 @@ use crate::store::RetentionReport;
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     retention: RetentionCounters,
+    detection: DetectionCounters,
     bus: Option<Bus>,
 }
 
@@ -23,6 +24,7 @@ impl Metrics {
         Metrics {
             requests: Mutex::default(),
             retention: RetentionCounters::default(),
+            detection: DetectionCounters::default(),
             bus: Some(bus),
         }
     }
@@ -30,6 +32,11 @@ impl Metrics {
     /// What this node's retention timer removed.
     pub fn retention(&self) -> &RetentionCounters {
         &self.retention
+    }
+
+    /// What this node's detection pipeline did.
+    pub fn detection(&self) -> &DetectionCounters {
+        &self.detection
     }
 
     /// Counts one answered request on `route` (the route pattern, not the path) with `status`.
@@ -62,6 +69,7 @@ impl Metrics {
              palisade_policy_versions_total {policy_versions}\n"
         );
         self.retention.render(&mut out);
+        self.detection.render(&mut out);
         let bus = self.bus.as_ref().map(Bus::stats).unwrap_or_default();
         let _ = write!(
             out,
@@ -171,6 +179,69 @@ impl IngestCounters {
             get(&self.commits),
             get(&self.waited),
             get(&self.busy),
+        );
+    }
+}
+
+/// What this node's detection pipeline did since the node started.
+#[derive(Debug, Default)]
+pub struct DetectionCounters {
+    observed: AtomicU64,
+    repeated: AtomicU64,
+    findings: AtomicU64,
+    unreadable: AtomicU64,
+    alerts_new: AtomicU64,
+    alerts_merged: AtomicU64,
+}
+
+impl DetectionCounters {
+    /// The pipeline's own counters, as they stand.
+    pub fn observed(&self, pipeline: palisade_detect::pipeline::Counters) {
+        self.observed.store(pipeline.observed, Ordering::Relaxed);
+        self.repeated.store(pipeline.repeated, Ordering::Relaxed);
+        self.findings.store(pipeline.findings, Ordering::Relaxed);
+    }
+
+    /// A message (a batch of stored events, a finding) could not be read and was dropped.
+    pub fn unreadable(&self) {
+        self.unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A finding was stored as a new alert or merged into an active one.
+    pub fn stored(&self, new: bool) {
+        let counter = if new {
+            &self.alerts_new
+        } else {
+            &self.alerts_merged
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP palisade_detection_events_total Events the detection pipeline took, and re-delivered ones it skipped.\n\
+             # TYPE palisade_detection_events_total counter\n\
+             palisade_detection_events_total{{outcome=\"observed\"}} {}\n\
+             palisade_detection_events_total{{outcome=\"repeated\"}} {}\n\
+             # HELP palisade_detection_findings_total Findings the detectors raised.\n\
+             # TYPE palisade_detection_findings_total counter\n\
+             palisade_detection_findings_total {}\n\
+             # HELP palisade_detection_dropped_total Detection messages dropped because they could not be read.\n\
+             # TYPE palisade_detection_dropped_total counter\n\
+             palisade_detection_dropped_total {}\n\
+             # HELP palisade_detection_alerts_total Findings stored as alerts, new or merged into an active one.\n\
+             # TYPE palisade_detection_alerts_total counter\n\
+             palisade_detection_alerts_total{{outcome=\"new\"}} {}\n\
+             palisade_detection_alerts_total{{outcome=\"merged\"}} {}\n",
+            get(&self.observed),
+            get(&self.repeated),
+            get(&self.findings),
+            get(&self.unreadable),
+            get(&self.alerts_new),
+            get(&self.alerts_merged),
         );
     }
 }

@@ -215,10 +215,13 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
         Database::Sqlite => 1,
         Database::Postgres(_) => 8,
     };
-    let through_bus = config.amqp_url.is_some().then(|| bus.clone());
-    let (pipeline, ingest_tasks) = Pipeline::start(store.clone(), writers, through_bus).await;
+    let through_bus = config.amqp_url.is_some();
+    let (pipeline, ingest_tasks) =
+        Pipeline::start(store.clone(), writers, bus.clone(), through_bus).await;
     background.extend(ingest_tasks);
-    let metrics = Arc::new(Metrics::with_bus(bus));
+    let metrics = Arc::new(Metrics::with_bus(bus.clone()));
+    background
+        .extend(crate::detection::spawn(bus, store.clone(), metrics.clone(), clock.clone()).await);
     background.push(crate::retention::spawn(
         store.clone(),
         metrics.clone(),

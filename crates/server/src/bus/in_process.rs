@@ -20,6 +20,7 @@ use super::{
 #[derive(Clone)]
 pub(super) struct InProcessBus {
     event_batches: Arc<WorkQueue>,
+    stored_events: Arc<WorkQueue>,
     alerts: Arc<WorkQueue>,
     policy_updates: Arc<Fanout>,
     commands: Arc<Fanout>,
@@ -32,6 +33,7 @@ impl InProcessBus {
         let capacity = capacity.max(1);
         InProcessBus {
             event_batches: Arc::new(WorkQueue::new(capacity)),
+            stored_events: Arc::new(WorkQueue::new(capacity)),
             alerts: Arc::new(WorkQueue::new(capacity)),
             policy_updates: Arc::new(Fanout::new(capacity)),
             commands: Arc::new(Fanout::new(capacity)),
@@ -89,6 +91,7 @@ impl InProcessBus {
     fn work_queue(&self, topic: WorkTopic) -> &Arc<WorkQueue> {
         match topic {
             WorkTopic::EventBatches => &self.event_batches,
+            WorkTopic::StoredEvents => &self.stored_events,
             WorkTopic::Alerts => &self.alerts,
         }
     }

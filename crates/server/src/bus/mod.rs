@@ -1,7 +1,7 @@
 //! The message bus between the parts of the server, and between server nodes.
 //!
 //! Two kinds of topic, each its own type so a caller cannot publish to the wrong kind:
-//! - [`WorkTopic`] (event batches, alerts): every message is handled by exactly one of the
+//! - [`WorkTopic`] (event batches, stored events, alerts): every message is handled by exactly one of the
 //!   competing consumers, on any node. A consumer acknowledges a [`Delivery`] after it has done
 //!   the work (stored the batch); a delivery dropped without acknowledgement, or held by a
 //!   consumer that crashes, is delivered again, possibly to another consumer.
@@ -29,18 +29,25 @@ use std::time::Duration;
 pub enum WorkTopic {
     /// Batches of connection events an agent sent; ingest workers store them.
     EventBatches,
+    /// Batches once stored; the detection pipeline reads them.
+    StoredEvents,
     /// Alerts raised by detection; the alert service stores and routes them.
     Alerts,
 }
 
 impl WorkTopic {
     /// Every work topic.
-    pub const ALL: [WorkTopic; 2] = [WorkTopic::EventBatches, WorkTopic::Alerts];
+    pub const ALL: [WorkTopic; 3] = [
+        WorkTopic::EventBatches,
+        WorkTopic::StoredEvents,
+        WorkTopic::Alerts,
+    ];
 
     /// The topic's name; on RabbitMQ its durable queue is `PREFIX.NAME`.
     pub fn name(self) -> &'static str {
         match self {
             WorkTopic::EventBatches => "event-batches",
+            WorkTopic::StoredEvents => "stored-events",
             WorkTopic::Alerts => "alerts",
         }
     }

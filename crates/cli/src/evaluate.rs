@@ -1,0 +1,406 @@
+//! `palisade detect eval`: the simulator's labelled attacks through the detection pipeline the
+//! server runs, and how well each detector does.
+//!
+//! A fleet (`--endpoints`, `--seed`) plays `--hours` of traffic, every fifth endpoint carrying
+//! one attack, the families in turn. Every connection goes through
+//! [`palisade_detect::pipeline::Pipeline`] in time order, with a tick each simulated minute.
+//! Then:
+//! - an **alert** is one finding key (the server merges a key's findings into one alert); it is
+//!   true when most of its evidence belongs to an attack of a family its detector is for;
+//! - a detector's **precision** is its true alerts over all its alerts; its **false-positive
+//!   rate** is its false alerts over the benign units it judged (units as its keys name them:
+//!   (agent, application), (agent, destination), (agent, host));
+//! - a family's **recall** is the share of its campaigns that a detector meant for it raised a
+//!   true alert about; its F1 combines that recall with those detectors' precision.
+//!
+//! The table goes to standard output, or one JSON document with `--json`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::ExitCode;
+
+use clap::Args;
+use palisade_detect::pipeline::{Finding, Observation, Pipeline, Settings};
+use palisade_proto::Direction;
+use palisade_sim::{Family, Fleet, Observed};
+use serde::Serialize;
+
+const MINUTE_MS: i64 = 60_000;
+/// Monday 2026-01-05 00:00 UTC: a fixed start, so a seed always gives the same figures.
+const START_MS: i64 = 1_767_571_200_000;
+
+/// Arguments of `palisade detect eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Simulated endpoints (every fifth, from the third, carries an attack).
+    #[arg(long, default_value_t = 150)]
+    endpoints: u32,
+    /// Hours of traffic.
+    #[arg(long, default_value_t = 8)]
+    hours: u32,
+    /// Chooses the fleet.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The detectors (finding kinds) meant for each family.
+fn detectors_for(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::Dga => &["dga"],
+        Family::Beacon => &["beacon"],
+        Family::Exfiltration => &["exfiltration"],
+        Family::PortScan => &["port_scan", "host_sweep"],
+        Family::DnsTunnel => &["dns_tunnel"],
+        Family::NewDestinations => &["new_destinations"],
+    }
+}
+
+/// Every kind of finding the pipeline raises, in report order.
+const KINDS: [&str; 7] = [
+    "dga",
+    "dns_tunnel",
+    "beacon",
+    "exfiltration",
+    "new_destinations",
+    "port_scan",
+    "host_sweep",
+];
+
+#[derive(Debug, Serialize)]
+struct Report {
+    endpoints: u32,
+    hours: u32,
+    seed: u64,
+    events: usize,
+    detectors: Vec<DetectorFigures>,
+    families: Vec<FamilyFigures>,
+}
+
+#[derive(Debug, Serialize)]
+struct DetectorFigures {
+    detector: &'static str,
+    alerts: usize,
+    true_alerts: usize,
+    false_alerts: usize,
+    precision: Option<f64>,
+    benign_units: usize,
+    false_positive_rate: Option<f64>,
+    /// Recall of the families the detector is meant for, at this operating point.
+    recall: Option<f64>,
+    f1: Option<f64>,
+    /// Some false alerts, to see what they were.
+    false_examples: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FamilyFigures {
+    family: &'static str,
+    campaigns: usize,
+    detected: usize,
+    recall: Option<f64>,
+    /// Minutes from the attack's first connection to its first true alert (median).
+    median_minutes_to_alert: Option<f64>,
+    missed: Vec<String>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let report = evaluate(&args);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_tables(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One simulated connection with its endpoint and number.
+struct Played {
+    host: usize,
+    seq: u64,
+    observed: Observed,
+}
+
+fn evaluate(args: &EvalArgs) -> Report {
+    let fleet = Fleet::new(args.seed, args.endpoints, START_MS);
+    let end_ms = START_MS + i64::from(args.hours) * 60 * MINUTE_MS;
+    let hostnames: Vec<String> = fleet.endpoints.iter().map(|e| e.hostname.clone()).collect();
+    let mut played: Vec<Played> = Vec::new();
+    for (host, endpoint) in fleet.endpoints.iter().enumerate() {
+        for (n, observed) in endpoint.traffic(START_MS, end_ms).into_iter().enumerate() {
+            played.push(Played {
+                host,
+                seq: n as u64 + 1,
+                observed,
+            });
+        }
+    }
+    played.sort_by_key(|p| (p.observed.time_ms, p.host, p.seq));
+
+    let mut pipeline = Pipeline::new(Settings::default());
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut next_tick = START_MS + MINUTE_MS;
+    let mut labels: HashMap<String, (Family, String)> = HashMap::new();
+    let mut first_attack_ms: HashMap<String, i64> = HashMap::new();
+    let mut units: HashMap<&'static str, HashSet<String>> = HashMap::new();
+    for p in &played {
+        while p.observed.time_ms >= next_tick {
+            pipeline.tick(next_tick, &mut findings);
+            next_tick += MINUTE_MS;
+        }
+        let host = hostnames.get(p.host).map_or("", String::as_str);
+        let o = observation(host, p);
+        if let Some(label) = &p.observed.label {
+            labels.insert(o.evidence(), (label.family, label.campaign.clone()));
+            first_attack_ms
+                .entry(label.campaign.clone())
+                .or_insert(p.observed.time_ms);
+        } else {
+            count_units(&o, &mut units);
+        }
+        pipeline.observe(&o, &mut findings);
+    }
+    pipeline.tick(end_ms, &mut findings);
+    score(
+        args,
+        played.len(),
+        &fleet,
+        &findings,
+        &labels,
+        &first_attack_ms,
+        &units,
+    )
+}
+
+fn observation<'a>(host: &'a str, p: &'a Played) -> Observation<'a> {
+    let o = &p.observed;
+    let c = &o.connection;
+    Observation {
+        agent: host,
+        seq: p.seq,
+        time_ms: o.time_ms,
+        app: c.app_path.as_deref().unwrap_or_default(),
+        domain: o.sni.as_deref().or(c.domain.as_deref()),
+        dst_ip: c.dst_ip,
+        dst_port: c.dst_port.unwrap_or(0),
+        inbound: c.direction == Direction::Inbound,
+        bytes_out: o.traffic.bytes_out,
+        bytes_in: o.traffic.bytes_in,
+        update_of: None,
+    }
+}
+
+/// The benign units each detector judges, as its keys name them.
+fn count_units(o: &Observation<'_>, units: &mut HashMap<&'static str, HashSet<String>>) {
+    let agent_app = format!("{}:{}", o.agent, o.app);
+    let destination = o
+        .domain
+        .map(str::to_owned)
+        .or_else(|| o.dst_ip.map(|ip| ip.to_string()))
+        .unwrap_or_default();
+    let mut add = |kind: &'static str, unit: String| {
+        units.entry(kind).or_default().insert(unit);
+    };
+    add("dga", agent_app.clone());
+    add("exfiltration", agent_app.clone());
+    add("new_destinations", agent_app);
+    if o.is_dns_query() {
+        let domain = o.domain.map(palisade_detect::pipeline::registrable_domain);
+        add(
+            "dns_tunnel",
+            format!("{}:{}", o.agent, domain.unwrap_or_default()),
+        );
+    } else {
+        add("beacon", format!("{}:{destination}", o.agent));
+    }
+    if let Some(ip) = o.dst_ip {
+        add("port_scan", format!("{}:{ip}", o.agent));
+    }
+    add("host_sweep", format!("{}:{}", o.agent, o.dst_port));
+}
+
+fn score(
+    args: &EvalArgs,
+    events: usize,
+    fleet: &Fleet,
+    findings: &[Finding],
+    labels: &HashMap<String, (Family, String)>,
+    first_attack_ms: &HashMap<String, i64>,
+    units: &HashMap<&'static str, HashSet<String>>,
+) -> Report {
+    // One alert per key: its first finding's time, all of its evidence.
+    let mut alerts: BTreeMap<&str, (&str, i64, Vec<&str>)> = BTreeMap::new();
+    for f in findings {
+        let alert =
+            alerts
+                .entry(f.key.as_str())
+                .or_insert((f.kind.as_str(), f.time_ms, Vec::new()));
+        alert.2.extend(f.evidence.iter().map(String::as_str));
+    }
+    // Which campaign each alert is about, if most of its evidence is one attack's.
+    let mut caught: HashMap<String, i64> = HashMap::new();
+    let mut figures: BTreeMap<&str, (usize, usize, Vec<String>)> = BTreeMap::new();
+    for (key, (kind, time_ms, evidence)) in &alerts {
+        let mut by_campaign: HashMap<&str, (Family, usize)> = HashMap::new();
+        for id in evidence {
+            if let Some((family, campaign)) = labels.get(*id) {
+                by_campaign.entry(campaign).or_insert((*family, 0)).1 += 1;
+            }
+        }
+        let best = by_campaign
+            .iter()
+            .max_by_key(|(_, (_, n))| *n)
+            .filter(|(_, (family, n))| {
+                2 * n > evidence.len() && detectors_for(*family).contains(kind)
+            });
+        let entry = figures.entry(kind).or_insert((0, 0, Vec::new()));
+        entry.0 += 1;
+        match best {
+            Some((campaign, _)) => {
+                entry.1 += 1;
+                let first = caught.entry((*campaign).to_owned()).or_insert(*time_ms);
+                *first = (*first).min(*time_ms);
+            }
+            None => {
+                if entry.2.len() < 5 {
+                    entry.2.push((*key).to_owned());
+                }
+            }
+        }
+    }
+    let mut campaigns: HashMap<Family, Vec<String>> = HashMap::new();
+    for endpoint in &fleet.endpoints {
+        for attack in &endpoint.attacks {
+            let campaign = format!("{}@{}", attack.family.as_str(), endpoint.hostname);
+            if first_attack_ms.contains_key(&campaign) {
+                campaigns.entry(attack.family).or_default().push(campaign);
+            }
+        }
+    }
+    let families: Vec<FamilyFigures> = Family::ALL
+        .iter()
+        .map(|family| {
+            let all = campaigns.get(family).cloned().unwrap_or_default();
+            let mut minutes: Vec<f64> = all
+                .iter()
+                .filter_map(|c| Some((caught.get(c)? - first_attack_ms.get(c)?) as f64 / 60_000.0))
+                .collect();
+            minutes.sort_by(f64::total_cmp);
+            let detected = minutes.len();
+            FamilyFigures {
+                family: family.as_str(),
+                campaigns: all.len(),
+                detected,
+                recall: ratio(detected, all.len()),
+                median_minutes_to_alert: minutes.get(minutes.len() / 2).copied(),
+                missed: all
+                    .into_iter()
+                    .filter(|c| !caught.contains_key(c))
+                    .collect(),
+            }
+        })
+        .collect();
+    let detectors = KINDS
+        .iter()
+        .map(|&detector| {
+            let (alerts, true_alerts, false_examples) =
+                figures.get(detector).cloned().unwrap_or_default();
+            let false_alerts = alerts - true_alerts;
+            let benign_units = units.get(detector).map_or(0, HashSet::len);
+            let precision = ratio(true_alerts, alerts);
+            let (caught, total) = families
+                .iter()
+                .filter(|f| {
+                    Family::ALL.iter().any(|family| {
+                        family.as_str() == f.family && detectors_for(*family).contains(&detector)
+                    })
+                })
+                .fold((0, 0), |(c, t), f| (c + f.detected, t + f.campaigns));
+            let recall = ratio(caught, total);
+            let f1 = match (precision, recall) {
+                (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+                _ => None,
+            };
+            DetectorFigures {
+                detector,
+                alerts,
+                true_alerts,
+                false_alerts,
+                precision,
+                benign_units,
+                false_positive_rate: ratio(false_alerts, benign_units),
+                recall,
+                f1,
+                false_examples,
+            }
+        })
+        .collect();
+    Report {
+        endpoints: args.endpoints,
+        hours: args.hours,
+        seed: args.seed,
+        events,
+        detectors,
+        families,
+    }
+}
+
+fn ratio(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+fn print_tables(report: &Report) {
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    println!(
+        "{} endpoints, {} h, seed {}: {} connections",
+        report.endpoints, report.hours, report.seed, report.events
+    );
+    println!();
+    println!(
+        "{:<17} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
+        "detector", "alerts", "true", "false", "precision", "benign", "FPR", "recall", "F1"
+    );
+    for d in &report.detectors {
+        println!(
+            "{:<17} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
+            d.detector,
+            d.alerts,
+            d.true_alerts,
+            d.false_alerts,
+            show(d.precision),
+            d.benign_units,
+            d.false_positive_rate
+                .map_or_else(|| "-".to_owned(), |v| format!("{:.4}%", v * 100.0)),
+            show(d.recall),
+            show(d.f1),
+        );
+    }
+    println!();
+    println!(
+        "{:<17} {:>9} {:>8} {:>7} {:>14}",
+        "family", "campaigns", "detected", "recall", "median minutes"
+    );
+    for f in &report.families {
+        println!(
+            "{:<17} {:>9} {:>8} {:>7} {:>14}",
+            f.family,
+            f.campaigns,
+            f.detected,
+            show(f.recall),
+            f.median_minutes_to_alert
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+        );
+    }
+    for d in report
+        .detectors
+        .iter()
+        .filter(|d| !d.false_examples.is_empty())
+    {
+        println!(
+            "false {} alerts, e.g.: {}",
+            d.detector,
+            d.false_examples.join(", ")
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The detection service of a node: the [`palisade_detect::pipeline`] over every stored event,
+//! and the alerts it raises into storage.
+//!
+//! - **Detect**: one consumer of the work topic `stored-events` (batches the ingest writers
+//!   committed) feeds each event to the pipeline, publishes the findings to the work topic
+//!   `alerts` and only then acknowledges the batch: a batch whose findings were not handed on is
+//!   delivered again, and the pipeline skips the events it has seen (at least once, idempotent
+//!   by event id). Every [`TICK`] the periodic detectors (beacons) run.
+//! - **Store**: one consumer of `alerts` raises each finding as an alert; findings with the same
+//!   key merge into the active alert (one more occurrence, newest explanation, evidence
+//!   appended). A finding that cannot be stored goes back to the queue.
+//!
+//! The pipeline's features live in the memory of the node (rebuilt from the stream after a
+//! restart). With several nodes on RabbitMQ the nodes compete for the batches, so each sees part
+//! of every agent's traffic; docs/detection.md says what that costs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_detect::pipeline::{Finding, Observation, Pipeline, Settings};
+use palisade_proto::{ConnectionEvent, Direction};
+use tokio::task::JoinHandle;
+
+use crate::Clock;
+use crate::alerts;
+use crate::bus::{Bus, WorkConsumer, WorkTopic};
+use crate::ingest;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::store::alerts::NewAlert;
+
+/// How often the periodic detectors run.
+pub const TICK: Duration = Duration::from_secs(10);
+
+/// How long a consumer waits before handing back a message it could not finish.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Starts this node's detection and alert storing; returns the tasks to abort at shutdown.
+pub async fn spawn(
+    bus: Bus,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+) -> Vec<JoinHandle<()>> {
+    let batches = bus.consume_work(WorkTopic::StoredEvents).await;
+    let findings = bus.consume_work(WorkTopic::Alerts).await;
+    vec![
+        tokio::spawn(detect(
+            bus,
+            batches,
+            Pipeline::new(Settings::default()),
+            metrics.clone(),
+            clock.clone(),
+        )),
+        tokio::spawn(store_alerts(store, findings, metrics, clock)),
+    ]
+}
+
+async fn detect(
+    bus: Bus,
+    mut batches: WorkConsumer,
+    mut pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+) {
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut findings = Vec::new();
+    loop {
+        tokio::select! {
+            delivery = batches.next() => {
+                match ingest::decode(delivery.payload()) {
+                    Ok((agent_id, _, _, events)) => {
+                        for event in &events {
+                            pipeline.observe(&observation(&agent_id, event), &mut findings);
+                        }
+                        metrics.detection().observed(pipeline.counters());
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "detection: dropped a stored-events message it cannot read");
+                        metrics.detection().unreadable();
+                    }
+                }
+                if publish(&bus, &mut findings, &metrics).await {
+                    if let Err(e) = delivery.ack().await {
+                        tracing::debug!(cause = %e, "detection: acknowledging a batch failed; it comes again");
+                    }
+                } else {
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    drop(delivery);
+                }
+            }
+            _ = ticks.tick() => {
+                pipeline.tick(clock().as_millisecond(), &mut findings);
+                metrics.detection().observed(pipeline.counters());
+                while !publish(&bus, &mut findings, &metrics).await {
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the findings to `alerts`, removing each once published; whether all went.
+async fn publish(bus: &Bus, findings: &mut Vec<Finding>, metrics: &Metrics) -> bool {
+    while let Some(finding) = findings.first() {
+        let payload = match serde_json::to_vec(finding) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(cause = %e, "detection: a finding cannot be serialised; dropped");
+                metrics.detection().unreadable();
+                findings.remove(0);
+                continue;
+            }
+        };
+        if let Err(e) = bus.publish_work(WorkTopic::Alerts, payload).await {
+            tracing::warn!(cause = %e, "detection: publishing a finding failed; trying again");
+            return false;
+        }
+        findings.remove(0);
+    }
+    true
+}
+
+/// The pipeline's view of a stored event.
+fn observation<'a>(agent_id: &'a str, event: &'a ConnectionEvent) -> Observation<'a> {
+    let c = &event.connection;
+    Observation {
+        agent: agent_id,
+        seq: event.seq,
+        time_ms: event.time_ms,
+        app: c
+            .app_path
+            .as_deref()
+            .or(c.app_name.as_deref())
+            .unwrap_or_default(),
+        domain: event
+            .sni
+            .as_deref()
+            .or(event.http_host.as_deref())
+            .or(c.domain.as_deref()),
+        dst_ip: c.dst_ip,
+        dst_port: c.dst_port.unwrap_or(0),
+        inbound: c.direction == Direction::Inbound,
+        bytes_out: event.traffic.bytes_out,
+        bytes_in: event.traffic.bytes_in,
+        update_of: event.update_of,
+    }
+}
+
+async fn store_alerts(
+    store: Arc<Store>,
+    mut findings: WorkConsumer,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+) {
+    loop {
+        let delivery = findings.next().await;
+        let finding: Finding = match serde_json::from_slice(delivery.payload()) {
+            Ok(finding) => finding,
+            Err(e) => {
+                tracing::warn!(cause = %e, "detection: dropped an alert message it cannot read");
+                metrics.detection().unreadable();
+                let _ = delivery.ack().await;
+                continue;
+            }
+        };
+        let raised = alerts::raise(
+            &store,
+            &NewAlert {
+                kind: &finding.kind,
+                severity: finding.severity.as_str(),
+                score: finding.score.clamp(0.0, 1.0),
+                title: &finding.title,
+                agent_id: Some(&finding.agent),
+                app: finding.app.as_deref(),
+                dedupe_key: &finding.key,
+                explanation: &finding.explanation,
+                evidence: &finding.evidence,
+            },
+            clock(),
+        )
+        .await;
+        match raised {
+            Ok((alert, new)) => {
+                metrics.detection().stored(new);
+                tracing::info!(alert = alert.id, kind = %alert.kind, new, title = %alert.title, "detection raised an alert");
+                if let Err(e) = delivery.ack().await {
+                    tracing::debug!(cause = %e, "detection: acknowledging an alert failed; it comes again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "detection: storing an alert failed; it goes back to the queue");
+                tokio::time::sleep(RETRY_DELAY).await;
+                drop(delivery);
+            }
+        }
+    }
+}

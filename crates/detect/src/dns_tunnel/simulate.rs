@@ -37,6 +37,9 @@ pub enum Rate {
     Low,
     /// 10 to 50 queries a second for 2 to 10 minutes.
     High,
+    /// As `Low`, with names cut short as a cautious operator would (iodine `-M`): at most 40
+    /// characters of data a query. Outside the target; measured to show the limit.
+    LowShort,
 }
 
 const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz012345";
@@ -58,7 +61,7 @@ pub fn random_domain(rng: &mut SmallRng) -> String {
 /// One tunnel's queries under `domain`.
 pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) -> Vec<Query> {
     let (period_ms, duration_ms) = match rate {
-        Rate::Low => (rng.random_range(15_000..=60_000), 3_600_000),
+        Rate::Low | Rate::LowShort => (rng.random_range(15_000..=60_000), 3_600_000),
         Rate::High => (
             1000 / rng.random_range(10..=50),
             rng.random_range(120_000..=600_000),
@@ -78,7 +81,8 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
     while t < duration_ms {
         counter = counter.wrapping_add(1);
         // Low-rate sessions are mostly idle: a share of the queries are short pings.
-        let idle = rate == Rate::Low && rng.random_bool(0.4);
+        let idle = rate != Rate::High && rng.random_bool(0.4);
+        let short = rate == Rate::LowShort;
         let (name, qtype) = match encoding {
             Encoding::Iodine => {
                 let (alphabet, max_chars) = match iodine_alphabet {
@@ -89,10 +93,10 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
                 let cmd = ALNUM[rng.random_range(0..ALNUM.len())] as char;
                 let user = HEX[rng.random_range(0..HEX.len())] as char;
                 let seq = encode_counter(counter);
-                let len = if idle {
-                    rng.random_range(4..=10)
-                } else {
-                    rng.random_range(40..=max_chars)
+                let len = match (idle, short) {
+                    (true, _) => rng.random_range(4..=10),
+                    (false, true) => rng.random_range(20..=36),
+                    (false, false) => rng.random_range(40..=max_chars),
                 };
                 let data = alphabet.string(rng, len);
                 let qtype = if rng.random_bool(0.8) {
@@ -109,10 +113,10 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
                 )
             }
             Encoding::Dnscat => {
-                let payload = if idle || rng.random_bool(0.2) {
-                    0
-                } else {
-                    rng.random_range(8..=110)
+                let payload = match (idle || rng.random_bool(0.2), short) {
+                    (true, _) => 0,
+                    (false, true) => rng.random_range(4..=11),
+                    (false, false) => rng.random_range(8..=110),
                 };
                 let mut hex = String::new();
                 let mut header = [0u8; 9];
@@ -136,7 +140,9 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
             qtype,
         });
         let gap = match rate {
-            Rate::Low => (f64::from(period_ms) * rng.random_range(0.7..1.3)) as i64,
+            Rate::Low | Rate::LowShort => {
+                (f64::from(period_ms) * rng.random_range(0.7..1.3)) as i64
+            }
             Rate::High => i64::from(period_ms.max(1)),
         };
         t += gap.max(1);

@@ -13,7 +13,8 @@
 //! threshold gives one [`Finding`], with every term in its [`Explanation`] and the ids of the
 //! queries behind it (at most [`Config::max_evidence`]).
 //!
-//! Bounded memory: idle keys are evicted, at most [`Config::max_keys`] keys are kept (queries of
+//! Bounded memory: keys whose window is over are evicted (swept every 4,096 queries, and every
+//! 256 while the table is full), at most [`Config::max_keys`] keys are kept (queries of
 //! further keys are counted in [`Tracker::untracked`] and otherwise ignored), and each window
 //! keeps at most [`Config::max_distinct`] distinct subdomains (and twice that many labels); past
 //! that the counts stop growing (lower bounds) and the finding says so.
@@ -283,7 +284,10 @@ impl Tracker {
     ) -> Option<Finding> {
         self.now_ms = self.now_ms.max(time_ms);
         self.since_sweep = self.since_sweep.saturating_add(1);
-        if self.since_sweep >= 4096 || self.keys.len() >= self.config.max_keys {
+        // A sweep walks every key: every 4,096 queries, and when the table is full at most every
+        // 256 (a full table of live keys must not make each query walk it).
+        let full = self.keys.len() >= self.config.max_keys;
+        if self.since_sweep >= 4096 || (full && self.since_sweep >= 256) {
             self.sweep();
         }
         let split = names::split(name)?;

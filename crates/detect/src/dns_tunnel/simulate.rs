@@ -25,7 +25,8 @@ pub enum Encoding {
     /// iodine: base32 / base64u / base128 (mixed case, bytes above 0x7f printed `\xNN` as Zeek
     /// does), a command and user character and a short counter first, labels up to 63.
     Iodine,
-    /// dnscat2: hex of a 9-byte header and the payload, labels up to 63, half the tunnels with
+    /// dnscat2: hex of a 9-byte header (random packet id, type, session id, seq, ack) and the
+    /// payload, labels up to 63, half the tunnels with
     /// a `dnscat.` label first; TXT, CNAME, MX and A queries mixed.
     Dnscat,
 }
@@ -70,6 +71,7 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
     // iodine picks one encoding per session; dnscat2 one prefix style per session.
     let iodine_alphabet = rng.random_range(0..3);
     let dnscat_prefix = rng.random_bool(0.5);
+    let session: u16 = rng.random();
     let topdomain = if rng.random_bool(0.5) {
         format!("t1.{domain}")
     } else {
@@ -119,9 +121,13 @@ pub fn tunnel(rng: &mut SmallRng, encoding: Encoding, rate: Rate, domain: &str) 
                     (false, false) => rng.random_range(8..=110),
                 };
                 let mut hex = String::new();
+                // dnscat2's MSG header: packet id (random), type, session id, seq, ack.
                 let mut header = [0u8; 9];
-                rng.fill(&mut header[..]);
-                header[..4].copy_from_slice(&counter.to_be_bytes());
+                rng.fill(&mut header[..2]);
+                header[2] = 0x01;
+                header[3..5].copy_from_slice(&session.to_be_bytes());
+                header[5..7].copy_from_slice(&(counter as u16).to_be_bytes());
+                header[7..9].copy_from_slice(&((counter >> 3) as u16).to_be_bytes());
                 for b in header
                     .iter()
                     .copied()

@@ -206,7 +206,9 @@ fn count_units(o: &Observation<'_>, units: &mut HashMap<&'static str, HashSet<St
     add("exfiltration", agent_app.clone());
     add("new_destinations", agent_app);
     if o.is_dns_query() {
-        let domain = o.domain.map(palisade_detect::pipeline::registrable_domain);
+        let domain = o
+            .domain
+            .and_then(palisade_detect::names::registrable_domain);
         add(
             "dns_tunnel",
             format!("{}:{}", o.agent, domain.unwrap_or_default()),

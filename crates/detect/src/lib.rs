@@ -8,6 +8,9 @@
 //! - [`beacon`]: RITA-style beacon scoring per (source, destination) pair, the destination
 //!   as a name (HTTP host, TLS server name) or an address, from Zeek logs or any stream of
 //!   connection observations.
+//! - [`names`]: DNS names checked and split at their registrable domain (Public Suffix List).
+//! - [`dns_tunnel`]: DNS tunnelling and exfiltration per (source, registrable domain): how
+//!   many distinct, long, random subdomains, of which query types, how many bytes a minute.
 //! - [`iforest`]: isolation forest (Liu, Ting and Zhou 2008), the anomaly score of a feature
 //!   vector against the rows it was fitted on; serialisable, so models can be stored.
 //! - [`metrics`]: how detectors are evaluated (ROC AUC).
@@ -15,7 +18,9 @@
 //!   observations in, explained findings out.
 
 pub mod beacon;
+pub mod dns_tunnel;
 pub mod iforest;
 pub mod metrics;
+pub mod names;
 pub mod pipeline;
 pub mod zeek;

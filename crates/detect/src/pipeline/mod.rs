@@ -19,6 +19,7 @@
 //! - [`novelty`]: destinations an application never used before, weighted by how rare they are
 //!   in the fleet and how new.
 //! - [`beacons`]: RITA-style beacon scores of (agent, destination) pairs, every minute.
+//! - [`tunnels`]: data carried in DNS query names, per (agent, registrable domain).
 //!
 //! Memory is bounded: idle keys are forgotten at [`Pipeline::tick`], and sets that could grow
 //! without end are capped.
@@ -28,6 +29,7 @@ mod intern;
 mod novelty;
 mod scan;
 mod seen;
+mod tunnels;
 mod volume;
 
 use std::net::IpAddr;
@@ -178,6 +180,8 @@ pub struct Settings {
     pub novelty: NoveltySettings,
     /// Beaconing.
     pub beacons: BeaconSettings,
+    /// DNS tunnelling.
+    pub dns_tunnel: crate::dns_tunnel::Config,
 }
 
 /// What the pipeline has done, for `/metrics` and reports.
@@ -200,6 +204,7 @@ pub struct Pipeline {
     volume: volume::Detector,
     novelty: novelty::Detector,
     beacons: beacons::Detector,
+    tunnels: tunnels::Detector,
     counters: Counters,
 }
 
@@ -213,6 +218,7 @@ impl Pipeline {
             volume: volume::Detector::new(settings.volume),
             novelty: novelty::Detector::new(settings.novelty),
             beacons: beacons::Detector::new(settings.beacons),
+            tunnels: tunnels::Detector::new(settings.dns_tunnel),
             counters: Counters::default(),
         }
     }
@@ -243,6 +249,7 @@ impl Pipeline {
             self.scan.observe(&context, out);
             self.novelty.observe(&context, out);
             self.beacons.observe(&context);
+            self.tunnels.observe(&context, out);
         }
         self.counters.findings += (out.len() - before) as u64;
     }
@@ -277,12 +284,6 @@ impl Context<'_, '_> {
             .map(|app| self.names.name(app).to_owned())
             .filter(|name| !name.is_empty())
     }
-}
-
-/// The registrable domain of a host name (`www.example.co.uk` → `example.co.uk`), by the Public
-/// Suffix List; the name itself when it has no known suffix.
-pub fn registrable_domain(name: &str) -> &str {
-    psl::domain_str(name).unwrap_or(name)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::intern::{Interner, Sym};
-use super::{Context, Evidence, Finding, Severity, registrable_domain};
+use super::{Context, Evidence, Finding, Severity};
+use crate::names::registrable_domain;
 
 /// Destinations remembered per (agent, application).
 pub const MAX_DESTINATIONS: usize = 4_096;
@@ -137,7 +138,9 @@ impl Detector {
         let runners = self.runners.entry(app).or_default();
         runners.insert(context.agent);
         let others_running = runners.len().saturating_sub(1);
-        let site = self.destinations.get(registrable_domain(host));
+        let site = self
+            .destinations
+            .get(registrable_domain(host).unwrap_or(host));
         let known = self.fleet.entry((app, site)).or_insert_with(|| Known {
             first_ms: o.time_ms,
             users: HashSet::new(),

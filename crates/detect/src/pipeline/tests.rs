@@ -314,3 +314,44 @@ fn an_update_record_counts_its_bytes_for_the_application_of_its_event() {
     assert_eq!(kinds(&found), ["exfiltration"]);
     assert_eq!(found[0].app.as_deref(), Some("/usr/bin/rclone"));
 }
+
+#[test]
+fn names_carrying_data_under_one_domain_are_a_tunnel_and_ordinary_lookups_are_not() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let mut pipeline = Pipeline::new(Settings::default());
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+    let names: Vec<String> = (0..60)
+        .map(|_| {
+            let data: String = (0..50)
+                .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+                .collect();
+            format!("{data}.t.exfil-dns.net")
+        })
+        .chain(["www.example.com", "mail.example.com", "api.example.com"].map(str::to_owned))
+        .collect();
+    let queries: Vec<Observation<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Observation {
+            domain: Some(name),
+            dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53))),
+            dst_port: 53,
+            ..connection(
+                "ws-6",
+                i as u64 + 1,
+                T0 + i as i64 * 1_000,
+                "/usr/local/bin/dnscat",
+            )
+        })
+        .collect();
+    let found = run(&mut pipeline, &queries);
+    assert_eq!(kinds(&found), ["dns_tunnel"]);
+    let f = &found[0];
+    assert_eq!(f.key, "dns_tunnel:ws-6:exfil-dns.net");
+    assert!(f.explanation["why"].as_str().is_some_and(|w| !w.is_empty()));
+    assert!(
+        f.evidence.first().is_some_and(|e| e == "ws-6/1"),
+        "{:?}",
+        f.evidence
+    );
+}

@@ -6,10 +6,12 @@
 //! [`palisade_detect::pipeline::Pipeline`] in time order, with a tick each simulated minute.
 //! Then:
 //! - an **alert** is one finding key (the server merges a key's findings into one alert); it is
-//!   true when most of its evidence belongs to an attack of a family its detector is for;
-//! - a detector's **precision** is its true alerts over all its alerts; its **false-positive
-//!   rate** is its false alerts over the benign units it judged (units as its keys name them:
-//!   (agent, application), (agent, destination), (agent, host));
+//!   true when most of its evidence belongs to an attack of a family its detector is for,
+//!   **another attack's** when most of its evidence belongs to an attack of another family (a
+//!   scan seen as a sweep too), and false otherwise;
+//! - a detector's **precision** is its alerts about attacks (true or another attack's) over all
+//!   its alerts; its **false-positive rate** is its false alerts over the benign units it judged
+//!   (units as its keys name them: (agent, application), (agent, destination), (agent, host));
 //! - a family's **recall** is the share of its campaigns that a detector meant for it raised a
 //!   true alert about; its F1 combines that recall with those detectors' precision.
 //!
@@ -83,6 +85,7 @@ struct DetectorFigures {
     detector: &'static str,
     alerts: usize,
     true_alerts: usize,
+    other_attack_alerts: usize,
     false_alerts: usize,
     precision: Option<f64>,
     benign_units: usize,
@@ -242,7 +245,7 @@ fn score(
     }
     // Which campaign each alert is about, if most of its evidence is one attack's.
     let mut caught: HashMap<String, i64> = HashMap::new();
-    let mut figures: BTreeMap<&str, (usize, usize, Vec<String>)> = BTreeMap::new();
+    let mut figures: BTreeMap<&str, Tally> = BTreeMap::new();
     for (key, (kind, time_ms, evidence)) in &alerts {
         let mut by_campaign: HashMap<&str, (Family, usize)> = HashMap::new();
         for id in evidence {
@@ -250,23 +253,22 @@ fn score(
                 by_campaign.entry(campaign).or_insert((*family, 0)).1 += 1;
             }
         }
-        let best = by_campaign
+        let attack = by_campaign
             .iter()
             .max_by_key(|(_, (_, n))| *n)
-            .filter(|(_, (family, n))| {
-                2 * n > evidence.len() && detectors_for(*family).contains(kind)
-            });
-        let entry = figures.entry(kind).or_insert((0, 0, Vec::new()));
-        entry.0 += 1;
-        match best {
-            Some((campaign, _)) => {
-                entry.1 += 1;
+            .filter(|(_, (_, n))| 2 * n > evidence.len());
+        let tally = figures.entry(kind).or_default();
+        tally.alerts += 1;
+        match attack {
+            Some((campaign, (family, _))) if detectors_for(*family).contains(kind) => {
+                tally.true_alerts += 1;
                 let first = caught.entry((*campaign).to_owned()).or_insert(*time_ms);
                 *first = (*first).min(*time_ms);
             }
+            Some(_) => tally.other_attack += 1,
             None => {
-                if entry.2.len() < 5 {
-                    entry.2.push((*key).to_owned());
+                if tally.false_examples.len() < 5 {
+                    tally.false_examples.push((*key).to_owned());
                 }
             }
         }
@@ -306,11 +308,15 @@ fn score(
     let detectors = KINDS
         .iter()
         .map(|&detector| {
-            let (alerts, true_alerts, false_examples) =
-                figures.get(detector).cloned().unwrap_or_default();
-            let false_alerts = alerts - true_alerts;
+            let Tally {
+                alerts,
+                true_alerts,
+                other_attack,
+                false_examples,
+            } = figures.get(detector).cloned().unwrap_or_default();
+            let false_alerts = alerts - true_alerts - other_attack;
             let benign_units = units.get(detector).map_or(0, HashSet::len);
-            let precision = ratio(true_alerts, alerts);
+            let precision = ratio(true_alerts + other_attack, alerts);
             let (caught, total) = families
                 .iter()
                 .filter(|f| {
@@ -328,6 +334,7 @@ fn score(
                 detector,
                 alerts,
                 true_alerts,
+                other_attack_alerts: other_attack,
                 false_alerts,
                 precision,
                 benign_units,
@@ -348,6 +355,15 @@ fn score(
     }
 }
 
+/// One detector's alerts by what they were about.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    alerts: usize,
+    true_alerts: usize,
+    other_attack: usize,
+    false_examples: Vec<String>,
+}
+
 fn ratio(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -360,15 +376,25 @@ fn print_tables(report: &Report) {
     );
     println!();
     println!(
-        "{:<17} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
-        "detector", "alerts", "true", "false", "precision", "benign", "FPR", "recall", "F1"
+        "{:<17} {:>6} {:>5} {:>6} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
+        "detector",
+        "alerts",
+        "true",
+        "other",
+        "false",
+        "precision",
+        "benign",
+        "FPR",
+        "recall",
+        "F1"
     );
     for d in &report.detectors {
         println!(
-            "{:<17} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
+            "{:<17} {:>6} {:>5} {:>6} {:>6} {:>9} {:>8} {:>9} {:>7} {:>6}",
             d.detector,
             d.alerts,
             d.true_alerts,
+            d.other_attack_alerts,
             d.false_alerts,
             show(d.precision),
             d.benign_units,

@@ -26,6 +26,9 @@ pub struct BeaconSettings {
     pub threshold: f64,
     /// Connections in distinct seconds a pair needs before it is scored.
     pub min_connections: usize,
+    /// A pair is scored once its connections span this long: bursts (a scan, an upload) are
+    /// regular for minutes, a timer stays regular for hours.
+    pub min_span_seconds: u32,
     /// A pair that raised is not raised again for this long (the alert it raised stays open).
     pub quiet_seconds: u32,
 }
@@ -35,6 +38,7 @@ impl Default for BeaconSettings {
         BeaconSettings {
             threshold: 0.9,
             min_connections: 20,
+            min_span_seconds: 3_600,
             quiet_seconds: 3_600,
         }
     }
@@ -115,7 +119,14 @@ impl Detector {
             if pair.points.is_empty() {
                 return false;
             }
-            if !pair.changed || pair.points.len() < self.settings.min_connections {
+            let span_s = match (pair.points.first(), pair.points.last()) {
+                (Some(first), Some(last)) => last.ts - first.ts,
+                _ => 0.0,
+            };
+            if !pair.changed
+                || pair.points.len() < self.settings.min_connections
+                || span_s < f64::from(self.settings.min_span_seconds)
+            {
                 return true;
             }
             pair.changed = false;

@@ -18,7 +18,8 @@
 //!   of the week once there are weeks of history.
 //! - [`novelty`]: destinations an application never used before, weighted by how rare they are
 //!   in the fleet and how new.
-//! - [`beacons`]: RITA-style beacon scores of (agent, destination) pairs, every minute.
+//! - [`beacons`]: RITA-style beacon scores of (agent, destination) pairs whose connections
+//!   span an hour or more, every tick.
 //! - [`tunnels`]: data carried in DNS query names, per (agent, registrable domain).
 //!
 //! Memory is bounded: idle keys are forgotten at [`Pipeline::tick`], and sets that could grow

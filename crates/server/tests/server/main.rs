@@ -12,6 +12,7 @@
 //! - `events`: connection events (ingest, filters, cursor, exports, retention) and policy
 //!   validate, diff and simulate.
 //! - `alerts`: raising, merging and working alerts.
+//! - `detection`: events an agent reports become explained alerts, once per behaviour.
 //! - `tokens`: API tokens: expiry, listing without secrets, revocation, who may manage them.
 //! - `settings`: settings stored in the database, and the retention timer that applies
 //!   `events.retention_days`.
@@ -57,6 +58,7 @@ mod api;
 mod browser;
 mod bus;
 mod console;
+mod detection;
 mod endpoint_pages;
 mod events;
 mod gateway;

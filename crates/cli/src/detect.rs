@@ -201,11 +201,10 @@ fn dga_train(args: TrainDgaArgs) -> anyhow::Result<ExitCode> {
             &eval_options,
         );
     }
-    let names: Vec<String> = generated.into_iter().map(|g| g.domain).collect();
     // The binary is the edge where the clock may be read: training time is reported.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let (model, report) = dga::train_with_report(&benign, &names, &options);
+    let (model, report) = dga::train_families(&benign, &generated, &options);
     let seconds = started.elapsed().as_secs_f64();
     let bytes = model.to_bytes();
     if let Err(err) = std::fs::write(&args.out, &bytes) {

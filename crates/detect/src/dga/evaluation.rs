@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::features::{Invalid, scorable};
-use super::training::{SplitMix, TrainOptions, TrainReport, train_with_report};
+use super::training::{SplitMix, TrainOptions, TrainReport, train_families};
 use crate::metrics::{roc_auc, tpr_at_fpr};
 
 /// A generated name and its family.
@@ -216,12 +216,17 @@ pub fn evaluate(benign: &[String], generated: &[Generated], options: &EvalOption
             .filter(|(_, f)| **f == fold)
             .map(|(name, _)| *name)
             .collect();
-        let train_dga: Vec<String> = by_family
+        let train_dga: Vec<Generated> = by_family
             .iter()
             .filter(|(f, _)| !held_out.contains(*f))
-            .flat_map(|(_, names)| names.iter().map(|n| (*n).to_owned()))
+            .flat_map(|(f, names)| {
+                names.iter().map(|n| Generated {
+                    family: (*f).to_owned(),
+                    domain: (*n).to_owned(),
+                })
+            })
             .collect();
-        let (model, training) = train_with_report(&train_benign, &train_dga, &options.train);
+        let (model, training) = train_families(&train_benign, &train_dga, &options.train);
         let neg: Vec<f64> = test_benign.iter().map(|n| model.score(n)).collect();
         let mut pos = Vec::new();
         for family in &held_out {

@@ -24,7 +24,7 @@ pub use evaluation::{
 };
 pub use features::{Invalid, LEXICAL_NAMES, scorable};
 pub use model::{Explanation, FeatureValue, Model, ModelError, NgramContribution};
-pub use training::{TrainOptions, TrainReport, train, train_with_report};
+pub use training::{TrainOptions, TrainReport, train, train_families, train_with_report};
 
 #[cfg(test)]
 mod tests;

@@ -281,7 +281,7 @@ fn corpus_held_out_families() {
         assert!(loss.last() < loss.first(), "training converges: {loss:?}");
         assert!(fold.training.train_auc > 0.99);
     }
-    // Measured: AUC 0.9591, TPR 0.604; the plain regression 0.9410, 0.311.
+    // Measured: AUC 0.9594, TPR 0.616; the plain regression 0.9389, 0.326.
     assert!(eval.auc >= 0.955, "AUC {}", eval.auc);
     assert!(eval.tpr >= 0.58, "TPR {}", eval.tpr);
     assert!(eval.auc > plain.auc + 0.01 && eval.tpr > plain.tpr + 0.2);

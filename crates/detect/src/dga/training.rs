@@ -29,6 +29,8 @@ pub struct TrainOptions {
     /// Use the lexical figures; `false` trains the plain n-gram logistic regression, the
     /// baseline the evaluation compares with.
     pub lexical: bool,
+    /// With families known ([`train_families`]), weigh each by the square root of its size.
+    pub family_balance: bool,
 }
 
 impl Default for TrainOptions {
@@ -41,6 +43,7 @@ impl Default for TrainOptions {
             learning_rate: 0.1,
             l2: 3e-3,
             lexical: true,
+            family_balance: true,
         }
     }
 }
@@ -71,12 +74,48 @@ pub fn train_with_report(
     dga: &[String],
     options: &TrainOptions,
 ) -> (Model, TrainReport) {
+    let refs: Vec<(&str, &str)> = dga.iter().map(|d| ("", d.as_str())).collect();
+    fit(benign, &refs, options)
+}
+
+/// [`train_with_report`] on generated names with their families: with
+/// [`TrainOptions::family_balance`], each family weighs by the square root of its size rather
+/// than its size, so that a few large families do not decide what "generated" looks like.
+pub fn train_families(
+    benign: &[String],
+    dga: &[super::Generated],
+    options: &TrainOptions,
+) -> (Model, TrainReport) {
+    let refs: Vec<(&str, &str)> = dga
+        .iter()
+        .map(|g| (g.family.as_str(), g.domain.as_str()))
+        .collect();
+    fit(benign, &refs, options)
+}
+
+fn fit(benign: &[String], dga: &[(&str, &str)], options: &TrainOptions) -> (Model, TrainReport) {
     let hash_bits = options.hash_bits.clamp(8, 22);
     let bins = usize::from(options.bins.clamp(1, 64));
     let mut rng = SplitMix(options.seed);
 
     let benign_labels: Vec<Names> = benign.iter().filter_map(|n| Names::new(n)).collect();
-    let dga_labels: Vec<Names> = dga.iter().filter_map(|n| Names::new(n)).collect();
+    let (dga_labels, dga_families): (Vec<Names>, Vec<&str>) = dga
+        .iter()
+        .filter_map(|(family, n)| Some((Names::new(n)?, *family)))
+        .unzip();
+    let mut family_sizes: std::collections::BTreeMap<&str, f32> = Default::default();
+    for family in &dga_families {
+        *family_sizes.entry(family).or_default() += 1.0;
+    }
+    // Weight of each generated name before normalisation: 1, or 1/√(family size).
+    let family_weight = |family: &str| {
+        if options.family_balance {
+            family_sizes.get(family).map_or(1.0, |n| n.sqrt().recip())
+        } else {
+            1.0
+        }
+    };
+    let dga_raw: f32 = dga_families.iter().map(|f| family_weight(f)).sum();
     let skipped = benign.len() + dga.len() - benign_labels.len() - dga_labels.len();
 
     // Cross-fitted Markov models: half 0 and half 1 of the benign names, by a seeded coin.
@@ -113,13 +152,14 @@ pub fn train_with_report(
         };
         examples.push(names, false, total / (2.0 * n_benign), other, hash_bits);
     }
-    for (i, names) in dga_labels.iter().enumerate() {
+    for (i, (names, family)) in dga_labels.iter().zip(&dga_families).enumerate() {
         let markov = if i % 2 == 0 {
             &markov_half.0
         } else {
             &markov_half.1
         };
-        examples.push(names, true, total / (2.0 * n_dga), markov, hash_bits);
+        let weight = total / 2.0 * family_weight(family) / dga_raw.max(1e-12);
+        examples.push(names, true, weight, markov, hash_bits);
     }
 
     // Standardisation and quantile bins over all training names.

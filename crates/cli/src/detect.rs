@@ -247,11 +247,11 @@ fn print_evaluation(eval: &dga::Evaluation, options: &dga::EvalOptions) {
             fold.families.join(", ")
         );
     }
-    println!("family\tnames\tdetected\trecall");
+    println!("family\tnames\tdetected\trecall\tauc");
     for family in &eval.families {
         println!(
-            "{}\t{}\t{}\t{:.3}",
-            family.family, family.names, family.detected, family.recall
+            "{}\t{}\t{}\t{:.3}\t{:.4}",
+            family.family, family.names, family.detected, family.recall, family.auc
         );
     }
 }

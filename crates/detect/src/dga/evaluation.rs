@@ -169,6 +169,8 @@ pub struct FamilyRecall {
     pub detected: usize,
     /// detected / names.
     pub recall: f64,
+    /// ROC AUC of the family's names against all held-out benign names.
+    pub auc: f64,
 }
 
 /// Run the held-out-family evaluation.
@@ -263,6 +265,7 @@ pub fn evaluate(benign: &[String], generated: &[Generated], options: &EvalOption
                 names: scores.len(),
                 detected,
                 recall: detected as f64 / scores.len().max(1) as f64,
+                auc: roc_auc(scores, &pooled_neg).unwrap_or(f64::NAN),
             }
         })
         .collect();

@@ -13,11 +13,14 @@
 //!   many distinct, long, random subdomains, of which query types, how many bytes a minute.
 //! - [`iforest`]: isolation forest (Liu, Ting and Zhou 2008), the anomaly score of a feature
 //!   vector against the rows it was fitted on; serialisable, so models can be stored.
-//! - [`metrics`]: how detectors are evaluated (ROC AUC).
+//! - [`dga`]: domain-generation-algorithm names: a character n-gram and lexical classifier
+//!   of the registrable label, its shipped model, trainer and held-out-family evaluation.
+//! - [`metrics`]: how detectors are evaluated (ROC AUC, TPR at a set FPR).
 //! - [`pipeline`]: the streaming pipeline the server, the evaluator and the Zeek import run:
 //!   observations in, explained findings out.
 
 pub mod beacon;
+pub mod dga;
 pub mod dns_tunnel;
 pub mod iforest;
 pub mod metrics;

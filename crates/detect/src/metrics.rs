@@ -1,4 +1,4 @@
-//! Detector evaluation: ROC AUC.
+//! Detector evaluation: ROC AUC, and the true positive rate at a chosen false positive rate.
 //!
 //! It takes the scores of the positives (what should be flagged) and of the negatives
 //! separately; a higher score means "more likely positive". Scores that are NaN are ordered
@@ -21,6 +21,43 @@ pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> Option<f64> {
         wins += below as f64 + 0.5 * (not_above - below) as f64;
     }
     Some(wins / (positives.len() as f64 * neg.len() as f64))
+}
+
+/// A threshold set on the negatives and the share of positives above it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AtFpr {
+    /// The highest score at which at most the asked share of negatives score above it: the
+    /// `⌊fpr·n⌋ + 1`-th highest negative score.
+    pub threshold: f64,
+    /// Share of positives scoring above the threshold.
+    pub tpr: f64,
+    /// Share of negatives scoring above the threshold (at most the asked rate; lower when
+    /// negatives tie).
+    pub fpr: f64,
+}
+
+/// The true positive rate when the threshold lets through at most `fpr` of the negatives
+/// (flagged = score strictly above the threshold). `None` when either side is empty.
+pub fn tpr_at_fpr(positives: &[f64], negatives: &[f64], fpr: f64) -> Option<AtFpr> {
+    if positives.is_empty() || negatives.is_empty() {
+        return None;
+    }
+    let mut neg = negatives.to_vec();
+    neg.sort_by(|a, b| total(b, a));
+    // At most n after the clamp, so the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
+    let allowed = (fpr.clamp(0.0, 1.0) * neg.len() as f64).floor() as usize;
+    let threshold = *neg.get(allowed.min(neg.len() - 1))?;
+    let above = |s: &[f64]| {
+        s.iter()
+            .filter(|&v| total(v, &threshold) == Ordering::Greater)
+            .count()
+    };
+    Some(AtFpr {
+        threshold,
+        tpr: above(positives) as f64 / positives.len() as f64,
+        fpr: above(&neg) as f64 / neg.len() as f64,
+    })
 }
 
 /// Total order on scores with NaN below everything.
@@ -51,6 +88,19 @@ mod tests {
         // 0.6 beats 0.3, ties 0.6: (2 + 1 + 1.5) / 6.
         let auc = roc_auc(&[0.8, 0.4, 0.6], &[0.3, 0.6]).unwrap();
         assert!((auc - 4.5 / 6.0).abs() < 1e-12, "{auc}");
+    }
+
+    #[test]
+    fn tpr_at_fpr_by_hand() {
+        let negatives: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+        // 0.1 % of 1000 is one negative: the threshold is the second highest, 0.998.
+        let at = tpr_at_fpr(&[0.9995, 0.9985, 0.5], &negatives, 0.001).unwrap();
+        assert_eq!(at.threshold, 0.998);
+        assert!((at.tpr - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(at.fpr, 0.001);
+        let at = tpr_at_fpr(&[1.0], &negatives, 0.0).unwrap();
+        assert_eq!((at.threshold, at.tpr, at.fpr), (0.999, 1.0, 0.0));
+        assert_eq!(tpr_at_fpr(&[], &negatives, 0.01), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod agent;
 mod analyze;
 mod crash;
 mod detect_beacons;
+mod detect_dga;
 mod install;
 mod lab;
 mod nodes;

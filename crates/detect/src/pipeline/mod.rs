@@ -21,11 +21,13 @@
 //! - [`beacons`]: RITA-style beacon scores of (agent, destination) pairs whose connections
 //!   span an hour or more, every tick.
 //! - [`tunnels`]: data carried in DNS query names, per (agent, registrable domain).
+//! - [`generated`]: an application meeting several names the DGA model scores as generated.
 //!
 //! Memory is bounded: idle keys are forgotten at [`Pipeline::tick`], and sets that could grow
 //! without end are capped.
 
 mod beacons;
+mod generated;
 mod intern;
 mod novelty;
 mod scan;
@@ -41,6 +43,7 @@ use intern::{Interner, Sym};
 use seen::Seen;
 
 pub use beacons::BeaconSettings;
+pub use generated::DgaSettings;
 pub use novelty::NoveltySettings;
 pub use scan::ScanSettings;
 pub use volume::VolumeSettings;
@@ -183,6 +186,8 @@ pub struct Settings {
     pub beacons: BeaconSettings,
     /// DNS tunnelling.
     pub dns_tunnel: crate::dns_tunnel::Config,
+    /// Generated domains.
+    pub dga: DgaSettings,
 }
 
 /// What the pipeline has done, for `/metrics` and reports.
@@ -206,6 +211,7 @@ pub struct Pipeline {
     novelty: novelty::Detector,
     beacons: beacons::Detector,
     tunnels: tunnels::Detector,
+    generated: generated::Detector,
     counters: Counters,
 }
 
@@ -220,6 +226,7 @@ impl Pipeline {
             novelty: novelty::Detector::new(settings.novelty),
             beacons: beacons::Detector::new(settings.beacons),
             tunnels: tunnels::Detector::new(settings.dns_tunnel),
+            generated: generated::Detector::new(settings.dga),
             counters: Counters::default(),
         }
     }
@@ -251,6 +258,7 @@ impl Pipeline {
             self.novelty.observe(&context, out);
             self.beacons.observe(&context);
             self.tunnels.observe(&context, out);
+            self.generated.observe(&context, out);
         }
         self.counters.findings += (out.len() - before) as u64;
     }

@@ -355,3 +355,50 @@ fn names_carrying_data_under_one_domain_are_a_tunnel_and_ordinary_lookups_are_no
         f.evidence
     );
 }
+
+#[test]
+fn an_application_walking_through_generated_names_raises_and_ordinary_lookups_do_not() {
+    let mut pipeline = Pipeline::new(Settings::default());
+    let ordinary = [
+        "www.google.com",
+        "github.com",
+        "slack.com",
+        "login.microsoftonline.com",
+        "www.wikipedia.org",
+        "news.ycombinator.com",
+        "cdn.jsdelivr.net",
+        "api.stripe.com",
+    ];
+    let generated = [
+        "xkqjvtzpwmrh.com",
+        "qzvbnrtkpsyl.net",
+        "wjxrtqpzkvmb.org",
+        "pkzvrqtxwjnm.info",
+        "rvtqzxkpmjwb.biz",
+        "tzqxkvprjwml.ru",
+        "mqzxtvkrpjwn.com",
+    ];
+    let queries: Vec<Observation<'_>> = ordinary
+        .iter()
+        .chain(generated.iter())
+        .enumerate()
+        .map(|(i, name)| Observation {
+            domain: Some(name),
+            dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53))),
+            dst_port: 53,
+            ..connection(
+                "ws-7",
+                i as u64 + 1,
+                T0 + i as i64 * 1_000,
+                "/tmp/.X11-cache/dbus-helper",
+            )
+        })
+        .collect();
+    let found = run(&mut pipeline, &queries);
+    assert_eq!(kinds(&found), ["dga"], "{found:?}");
+    let f = &found[0];
+    assert_eq!(f.explanation["generated_domains"], 5);
+    let names = f.explanation["names"].as_str().unwrap();
+    assert!(names.starts_with("xkqjvtzpwmrh.com"), "{names}");
+    assert!(!names.contains("google"), "{names}");
+}

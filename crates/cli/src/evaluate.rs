@@ -78,6 +78,15 @@ struct Report {
     events: usize,
     detectors: Vec<DetectorFigures>,
     families: Vec<FamilyFigures>,
+    /// The same connections through a fresh pipeline once more, on one thread, timed.
+    throughput: Throughput,
+}
+
+#[derive(Debug, Serialize)]
+struct Throughput {
+    events: usize,
+    seconds: f64,
+    events_per_second: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,7 +174,7 @@ fn evaluate(args: &EvalArgs) -> Report {
         pipeline.observe(&o, &mut findings);
     }
     pipeline.tick(end_ms, &mut findings);
-    score(
+    let mut report = score(
         args,
         played.len(),
         &fleet,
@@ -173,7 +182,37 @@ fn evaluate(args: &EvalArgs) -> Report {
         &labels,
         &first_attack_ms,
         &units,
-    )
+    );
+    report.throughput = time_pipeline(&played, &hostnames);
+    report
+}
+
+/// Feeds the connections to a fresh pipeline (ticks included) and times it: the pipeline's own
+/// cost, without the simulator's or the scoring's.
+fn time_pipeline(played: &[Played], hostnames: &[String]) -> Throughput {
+    let observations: Vec<Observation<'_>> = played
+        .iter()
+        .map(|p| observation(hostnames.get(p.host).map_or("", String::as_str), p))
+        .collect();
+    let mut pipeline = Pipeline::new(Settings::default());
+    let mut findings = Vec::new();
+    let mut next_tick = START_MS + MINUTE_MS;
+    // The binary is the edge where the clock may be read.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    for o in &observations {
+        while o.time_ms >= next_tick {
+            pipeline.tick(next_tick, &mut findings);
+            next_tick += MINUTE_MS;
+        }
+        pipeline.observe(o, &mut findings);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Throughput {
+        events: observations.len(),
+        seconds,
+        events_per_second: observations.len() as f64 / seconds.max(f64::MIN_POSITIVE),
+    }
 }
 
 fn observation<'a>(host: &'a str, p: &'a Played) -> Observation<'a> {
@@ -191,6 +230,8 @@ fn observation<'a>(host: &'a str, p: &'a Played) -> Observation<'a> {
         bytes_out: o.traffic.bytes_out,
         bytes_in: o.traffic.bytes_in,
         update_of: None,
+        query_type: None,
+        reference: None,
     }
 }
 
@@ -352,6 +393,11 @@ fn score(
         events,
         detectors,
         families,
+        throughput: Throughput {
+            events: 0,
+            seconds: 0.0,
+            events_per_second: 0.0,
+        },
     }
 }
 
@@ -420,6 +466,12 @@ fn print_tables(report: &Report) {
                 .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
         );
     }
+    let t = &report.throughput;
+    println!();
+    println!(
+        "pipeline alone, one thread: {} connections in {:.3} s = {:.0} per second",
+        t.events, t.seconds, t.events_per_second
+    );
     for d in report
         .detectors
         .iter()

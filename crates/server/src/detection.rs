@@ -145,6 +145,8 @@ fn observation<'a>(agent_id: &'a str, event: &'a ConnectionEvent) -> Observation
         bytes_out: event.traffic.bytes_out,
         bytes_in: event.traffic.bytes_in,
         update_of: event.update_of,
+        query_type: None,
+        reference: None,
     }
 }
 

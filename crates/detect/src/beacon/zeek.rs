@@ -17,6 +17,23 @@ use crate::zeek::{Conn, FileError, LogFile, LogKind, Record, log_files, read_fil
 pub fn read_dir(dir: &Path, tracker: &mut Tracker) -> Result<Vec<LogFile>, FileError> {
     let mut files = log_files(dir)?;
     // Names first, so each connection is recorded once, already named.
+    let names = names_by_uid(&mut files);
+    for file in files.iter_mut().filter(|f| f.kind == LogKind::Conn) {
+        let read = read_file(file, |record| {
+            if let Record::Conn(conn) = record {
+                let name = names.get(&conn.uid).cloned();
+                tracker.record(observation(&conn, name));
+            }
+        });
+        note_unreadable(file, read);
+    }
+    files.retain(|f| f.kind != LogKind::Dns);
+    Ok(files)
+}
+
+/// The host name each connection (`uid`) was for, from the http and ssl logs among `files`
+/// (the first name given wins).
+pub fn names_by_uid(files: &mut [LogFile]) -> HashMap<String, String> {
     let mut names: HashMap<String, String> = HashMap::new();
     for file in files
         .iter_mut()
@@ -34,17 +51,7 @@ pub fn read_dir(dir: &Path, tracker: &mut Tracker) -> Result<Vec<LogFile>, FileE
         });
         note_unreadable(file, read);
     }
-    for file in files.iter_mut().filter(|f| f.kind == LogKind::Conn) {
-        let read = read_file(file, |record| {
-            if let Record::Conn(conn) = record {
-                let name = names.get(&conn.uid).cloned();
-                tracker.record(observation(&conn, name));
-            }
-        });
-        note_unreadable(file, read);
-    }
-    files.retain(|f| f.kind != LogKind::Dns);
-    Ok(files)
+    names
 }
 
 /// The observation of one connection, with the name it was for.
@@ -78,7 +85,8 @@ pub fn host_name(value: &str) -> Option<String> {
     }
 }
 
-fn note_unreadable(file: &mut LogFile, read: Result<(), FileError>) {
+/// Notes in `file` why reading it stopped, if it did.
+pub(crate) fn note_unreadable(file: &mut LogFile, read: Result<(), FileError>) {
     if let Err(err) = read {
         file.stopped = Some(err.to_string());
     }

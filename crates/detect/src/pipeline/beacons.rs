@@ -17,6 +17,14 @@ use crate::beacon::{self, Destination, Point, Window};
 const DAY_MS: i64 = 86_400_000;
 /// Connections kept per pair (the newest).
 const MAX_POINTS: usize = 20_000;
+/// A pair is scored at most this often (its score moves slowly; scoring sorts its
+/// connections)...
+const RESCORE_MS: i64 = 5 * 60_000;
+/// ...and a pair that scored far below the threshold (by more than [`NEAR`]) only this often.
+const RESCORE_FAR_MS: i64 = 60 * 60_000;
+const NEAR: f64 = 0.15;
+/// Pairs that stopped connecting are looked for this often.
+const EXPIRE_MS: i64 = 60 * 60_000;
 
 /// When a pair counts as beaconing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +58,7 @@ pub struct Detector {
     destinations: Interner,
     pairs: HashMap<(Sym, Sym), Pair>,
     first_ms: Option<i64>,
+    expired_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +67,8 @@ struct Pair {
     evidence: Evidence,
     app: Option<Sym>,
     changed: bool,
+    /// When the pair may be scored next.
+    next_score_ms: i64,
     raised_ms: Option<i64>,
 }
 
@@ -68,6 +79,7 @@ impl Detector {
             destinations: Interner::default(),
             pairs: HashMap::default(),
             first_ms: None,
+            expired_ms: i64::MIN,
         }
     }
 
@@ -114,24 +126,31 @@ impl Detector {
         };
         let quiet_ms = i64::from(self.settings.quiet_seconds) * 1000;
         let since_s = since as f64 / 1000.0;
-        self.pairs.retain(|&(agent, destination), pair| {
-            pair.points.retain(|p| p.ts >= since_s);
-            if pair.points.is_empty() {
-                return false;
+        if now_ms.saturating_sub(self.expired_ms) >= EXPIRE_MS {
+            self.expired_ms = now_ms;
+            self.pairs
+                .retain(|_, pair| pair.points.last().is_some_and(|p| p.ts >= since_s));
+        }
+        for (&(agent, destination), pair) in &mut self.pairs {
+            if !pair.changed || now_ms < pair.next_score_ms {
+                continue;
             }
+            // Connections come in time order: the old ones are at the front.
+            let old = pair.points.partition_point(|p| p.ts < since_s);
+            pair.points.drain(..old);
             let span_s = match (pair.points.first(), pair.points.last()) {
                 (Some(first), Some(last)) => last.ts - first.ts,
                 _ => 0.0,
             };
-            if !pair.changed
-                || pair.points.len() < self.settings.min_connections
+            if pair.points.len() < self.settings.min_connections
                 || span_s < f64::from(self.settings.min_span_seconds)
             {
-                return true;
+                continue;
             }
             pair.changed = false;
+            pair.next_score_ms = now_ms.saturating_add(RESCORE_MS);
             if pair.raised_ms.is_some_and(|at| now_ms - at < quiet_ms) {
-                return true;
+                continue;
             }
             let name = self.destinations.name(destination);
             let dst = match name.parse::<IpAddr>() {
@@ -140,8 +159,11 @@ impl Detector {
             };
             let src = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
             let Some(score) = beacon::score_pair(src, dst, &pair.points, window, &config) else {
-                return true;
+                continue;
             };
+            if score.score < self.settings.threshold - NEAR {
+                pair.next_score_ms = now_ms.saturating_add(RESCORE_FAR_MS);
+            }
             if score.score >= self.settings.threshold {
                 pair.raised_ms = Some(now_ms);
                 out.push(finding(
@@ -154,8 +176,7 @@ impl Detector {
                     now_ms,
                 ));
             }
-            true
-        });
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! connects to is scored by the [`crate::dga`] model (each distinct name once: scores are
 //! cached), and a window in which the application met several distinct registrable domains
 //! that score as generated raises. One odd name is not malware; a program walking through a
-//! day's list of generated names meets many.
+//! day's list of generated names meets many. Reverse lookups (`.arpa`) are not scored.
 
 use std::collections::HashSet;
 
@@ -75,7 +75,8 @@ impl Detector {
         let (Some(name), Some(app)) = (o.domain, context.app) else {
             return;
         };
-        if o.inbound {
+        // Reverse lookups (`4.3.2.1.in-addr.arpa`) name addresses, not registered domains.
+        if o.inbound || is_reverse_lookup(name) {
             return;
         }
         let score = match self.scores.get(name) {
@@ -178,6 +179,14 @@ fn finding(
         evidence: window.evidence.to_vec(),
         time_ms: context.observation.time_ms,
     }
+}
+
+fn is_reverse_lookup(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name.len() >= 5
+        && name
+            .get(name.len() - 5..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".arpa"))
 }
 
 impl Window {

@@ -23,6 +23,8 @@
 //! - [`tunnels`]: data carried in DNS query names, per (agent, registrable domain).
 //! - [`generated`]: an application meeting several names the DGA model scores as generated.
 //!
+//! [`zeek`] replays a directory of Zeek logs through the pipeline.
+//!
 //! Memory is bounded: idle keys are forgotten at [`Pipeline::tick`], and sets that could grow
 //! without end are capped.
 
@@ -34,6 +36,7 @@ mod scan;
 mod seen;
 mod tunnels;
 mod volume;
+pub mod zeek;
 
 use std::net::IpAddr;
 
@@ -75,12 +78,20 @@ pub struct Observation<'a> {
     /// When set, no connection of its own: the traffic of event `update_of` of the same agent,
     /// learned when it ended. Only the volume detector counts it.
     pub update_of: Option<u64>,
+    /// For a DNS query, its type when known (`A`, `TXT`, `NULL`, ...).
+    pub query_type: Option<&'a str>,
+    /// How findings cite this event; `AGENT/SEQ` when none (a Zeek `uid`, say).
+    pub reference: Option<&'a str>,
 }
 
 impl Observation<'_> {
-    /// The reference to this event that findings carry as evidence: `AGENT/SEQ`.
+    /// The reference to this event that findings carry as evidence: its `reference`, or
+    /// `AGENT/SEQ`.
     pub fn evidence(&self) -> String {
-        format!("{}/{}", self.agent, self.seq)
+        match self.reference {
+            Some(reference) => reference.to_owned(),
+            None => format!("{}/{}", self.agent, self.seq),
+        }
     }
 
     /// A DNS query to a resolver (port 53), as opposed to a connection to a named host.

@@ -24,6 +24,8 @@ fn connection<'a>(agent: &'a str, seq: u64, time_ms: i64, app: &'a str) -> Obser
         bytes_out: 500,
         bytes_in: 5_000,
         update_of: None,
+        query_type: None,
+        reference: None,
     }
 }
 

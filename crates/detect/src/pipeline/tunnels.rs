@@ -27,7 +27,7 @@ impl Detector {
         let agent = context.names.name(context.agent);
         let Some(found) = self
             .tracker
-            .observe(o.time_ms, agent, name, None, &o.evidence())
+            .observe(o.time_ms, agent, name, o.query_type, &o.evidence())
         else {
             return;
         };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::analyze::lines;
 
-const CORPUS: &str = concat!(
+pub(crate) const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/corpus/beacons"
 );
@@ -76,7 +76,7 @@ count\tcount\n";
 /// A day of logs written here: a host calling `c2.example` every 10 minutes (± 20 s) through
 /// a proxy (conn.log gzip in a dated folder, the name in a JSON http.log), and the same host
 /// browsing `news.example` at irregular times (the name in a TSV ssl.log); one line damaged.
-fn write_logs(dir: &Path) -> usize {
+pub(crate) fn write_logs(dir: &Path) -> usize {
     let start = 1_704_067_200.0_f64;
     let day = dir.join("2024-01-01");
     std::fs::create_dir(&day).unwrap();

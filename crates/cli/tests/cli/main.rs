@@ -13,6 +13,7 @@ mod analyze;
 mod crash;
 mod detect_beacons;
 mod detect_dga;
+mod detect_pipeline;
 mod install;
 mod lab;
 mod nodes;

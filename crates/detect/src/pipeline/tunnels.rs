@@ -32,6 +32,13 @@ impl Detector {
             return;
         };
         let app = context.app_name();
+        // The query that completed the finding is cited last, as every detector does.
+        let mut evidence = found.evidence;
+        let trigger = o.evidence();
+        if evidence.last() != Some(&trigger) {
+            evidence.truncate(super::MAX_EVIDENCE - 1);
+            evidence.push(trigger);
+        }
         let e = &found.explanation;
         let mut explanation = Map::new();
         explanation.insert("why".to_owned(), json!(e.summary));
@@ -66,7 +73,7 @@ impl Detector {
             app,
             key: format!("dns_tunnel:{agent}:{}", found.domain),
             explanation: Value::Object(explanation),
-            evidence: found.evidence,
+            evidence,
             time_ms: o.time_ms,
         });
     }

@@ -240,7 +240,7 @@ fn finding(context: &Context<'_, '_>, usage: &Usage, time_ms: i64) -> Finding {
     // 0.5 at the bound, 0.75 at twice the bound, towards 1 beyond.
     let score = 1.0 - 0.5 * bound.bytes / sent.max(1.0);
     let mut destinations = usage.destinations.clone();
-    destinations.sort_by(|a, b| b.1.cmp(&a.1));
+    destinations.sort_by_key(|d| std::cmp::Reverse(d.1));
     let app_label = app.as_deref().unwrap_or("an unknown application");
     Finding {
         kind: "exfiltration".to_owned(),

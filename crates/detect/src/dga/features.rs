@@ -27,10 +27,12 @@ pub const LEXICAL_NAMES: [&str; LEXICAL_COUNT] = [
     "benign_5gram_coverage",
     "subdomain_labels",
     "subdomain_length",
+    "idn",
+    "benign_6gram_coverage",
 ];
 
 /// How many lexical figures there are.
-pub const LEXICAL_COUNT: usize = 15;
+pub const LEXICAL_COUNT: usize = 17;
 
 /// Why a line is not a name the classifier can score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -179,12 +181,12 @@ pub(crate) struct Markov {
     pub order1: Vec<f32>,
     /// `[before previous][previous][next]`, `ALPHABET³` entries.
     pub order2: Vec<f32>,
-    /// A bit set (2^SEEN_BITS bits, hashed) of the 4- and 5-grams of benign labels.
+    /// A bit set (2^SEEN_BITS bits, hashed) of the 4-, 5- and 6-grams of benign labels.
     pub seen: Vec<u64>,
 }
 
-/// Size of the set of benign 4- and 5-grams: 2^22 bits, 512 KiB.
-pub(crate) const SEEN_BITS: u32 = 22;
+/// Size of the set of benign 4-, 5- and 6-grams: 2^23 bits, 1 MiB.
+pub(crate) const SEEN_BITS: u32 = 23;
 
 /// The bit of an n-gram (padded symbols) in the seen set.
 fn seen_bit(gram: &[u8]) -> usize {
@@ -267,13 +269,13 @@ impl Markov {
         }
     }
 
-    /// Also remember the 4- and 5-grams of the labels.
+    /// Also remember the 4-, 5- and 6-grams of the labels.
     pub(crate) fn with_seen<'a>(mut self, labels: impl Iterator<Item = &'a [u8]>) -> Markov {
         let mut seen = vec![0u64; 1usize << (SEEN_BITS - 6)];
         for label in labels {
             let (padded, len) = padded(label);
             let symbols = padded.get(..len).unwrap_or_default();
-            for n in [4, 5] {
+            for n in [4, 5, 6] {
                 for gram in symbols.windows(n) {
                     let bit = seen_bit(gram);
                     if let Some(word) = seen.get_mut(bit / 64) {
@@ -286,8 +288,8 @@ impl Markov {
         self
     }
 
-    /// Shares of the label's 4-grams and 5-grams seen in benign labels (1 when it has none).
-    fn coverage(&self, label: &[u8]) -> (f64, f64) {
+    /// Shares of the label's 4-, 5- and 6-grams seen in benign labels (1 when it has none).
+    fn coverage(&self, label: &[u8]) -> (f64, f64, f64) {
         let (padded, len) = padded(label);
         let symbols = padded.get(..len).unwrap_or_default();
         let share = |n: usize| {
@@ -309,7 +311,7 @@ impl Markov {
                 f64::from(hit) / f64::from(all)
             }
         };
-        (share(4), share(5))
+        (share(4), share(5), share(6))
     }
 
     /// Mean log probability per transition under order 1 and order 2, and the order-2 total.
@@ -373,7 +375,7 @@ pub(crate) fn lexical(parts: &Parts<'_>, markov: &Markov) -> [f64; LEXICAL_COUNT
         .sum();
     let distinct = counts.iter().filter(|&&n| n > 0).count() as f64;
     let (m1, m2, m2_total) = markov.log_probs(label);
-    let (seen4, seen5) = markov.coverage(label);
+    let (seen4, seen5, seen6) = markov.coverage(label);
     let sub_labels = if parts.subdomain.is_empty() {
         0
     } else {
@@ -399,6 +401,8 @@ pub(crate) fn lexical(parts: &Parts<'_>, markov: &Markov) -> [f64; LEXICAL_COUNT
         seen5,
         sub_labels as f64,
         parts.subdomain.len() as f64,
+        if label.starts_with(b"xn--") { 1.0 } else { 0.0 },
+        seen6,
     ]
 }
 
@@ -602,6 +606,11 @@ mod tests {
         assert!((f[7] - 2.0 / 9.0).abs() < 1e-12, "b→1 and 1→b");
         assert_eq!(f[13], 1.0);
         assert_eq!(f[14], 1.0);
+        assert_eq!(f[15], 0.0, "not an IDN");
+        let n = Normalised::new("xn--bcher-kva.de").unwrap();
+        let p = split(n.bytes()).unwrap();
+        let f = lexical(&p, &markov);
+        assert_eq!(f[15], 1.0, "punycode label");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The fitted classifier, its scores and explanations, and its file format.
 //!
-//! File format (little endian), version 1:
+//! File format (little endian), version 2 (version 1 had 15 lexical figures and a 2^22-bit
+//! set of 4- and 5-grams):
 //!
 //! ```text
 //! magic "PDGA" | version u32 | hash_bits u8 | bins u8 | lexical count u16 | bias f32
 //! per lexical figure: mean f32, std f32, benign mean f32, weight f32,
 //!                     bins-1 bin edges f32 (ascending), bins bin weights f32
-//! Markov order 1: 39² f32 | Markov order 2: 39³ f32 | benign 4/5-gram set: 2^16 u64
+//! Markov order 1: 39² f32 | Markov order 2: 39³ f32 | benign 4/5/6-gram set: 2^17 u64
 //! n-gram weights: 2^hash_bits f32
 //! CRC-32 (IEEE) of everything before it, u32
 //! ```
@@ -22,7 +23,7 @@ use super::features::{
 };
 
 const MAGIC: &[u8; 4] = b"PDGA";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The fewest and most hash bits a file may declare (1 KiB to 16 MiB of weights).
 const HASH_BITS: std::ops::RangeInclusive<u8> = 8..=22;
 /// The most bins per lexical figure a file may declare.

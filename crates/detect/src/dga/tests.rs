@@ -134,6 +134,12 @@ fn damaged_model_files_are_errors() {
     let mut version = bytes.clone();
     version[4] = 9;
     assert_eq!(Model::from_bytes(&version), Err(ModelError::Version(9)));
+    version[4] = 1;
+    assert_eq!(
+        Model::from_bytes(&version),
+        Err(ModelError::Version(1)),
+        "version 1 files (15 figures) are refused"
+    );
     assert_eq!(
         Model::from_bytes(&bytes[..bytes.len() - 1]),
         Err(ModelError::Truncated("body"))
@@ -264,8 +270,8 @@ fn corpus_held_out_families() {
     }
     for family in &eval.families {
         println!(
-            "{:24} {:5} {:.3}",
-            family.family, family.names, family.recall
+            "{:24} {:5} {:.3} {:.4}",
+            family.family, family.names, family.recall, family.auc
         );
     }
     println!(
@@ -281,9 +287,9 @@ fn corpus_held_out_families() {
         assert!(loss.last() < loss.first(), "training converges: {loss:?}");
         assert!(fold.training.train_auc > 0.99);
     }
-    // Measured: AUC 0.9594, TPR 0.616; the plain regression 0.9389, 0.326.
-    assert!(eval.auc >= 0.955, "AUC {}", eval.auc);
-    assert!(eval.tpr >= 0.58, "TPR {}", eval.tpr);
+    // Measured: AUC 0.9610, TPR 0.639; the plain regression 0.9389, 0.326.
+    assert!(eval.auc >= 0.958, "AUC {}", eval.auc);
+    assert!(eval.tpr >= 0.62, "TPR {}", eval.tpr);
     assert!(eval.auc > plain.auc + 0.01 && eval.tpr > plain.tpr + 0.2);
     let recall = |family: &str| {
         eval.families

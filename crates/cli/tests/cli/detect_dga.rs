@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn palisade(args: &[&str]) -> Output {
+pub(crate) fn palisade(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("detect")
         .args(args)
@@ -13,7 +13,7 @@ fn palisade(args: &[&str]) -> Output {
         .expect("palisade runs")
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

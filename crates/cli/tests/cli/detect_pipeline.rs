@@ -3,24 +3,12 @@
 //! simulator's labelled attacks through it, scored).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
 use crate::analyze::lines;
 use crate::detect_beacons::{CORPUS, write_logs};
-
-fn detect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("detect")
-        .args(args)
-        .output()
-        .expect("palisade runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::detect_dga::{palisade as detect, stderr};
 
 /// A DNS log of one host carrying data in the names under one domain, and looking up a few
 /// ordinary names.

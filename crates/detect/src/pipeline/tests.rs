@@ -33,6 +33,23 @@ fn connection<'a>(agent: &'a str, seq: u64, time_ms: i64, app: &'a str) -> Obser
     }
 }
 
+/// `agent`'s `app` asking the resolver for each of `names`, a second apart.
+fn dns_queries<'a>(
+    agent: &'a str,
+    app: &'a str,
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<Observation<'a>> {
+    names
+        .enumerate()
+        .map(|(i, name)| Observation {
+            domain: Some(name),
+            dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53))),
+            dst_port: 53,
+            ..connection(agent, i as u64 + 1, T0 + i as i64 * 1_000, app)
+        })
+        .collect()
+}
+
 fn run(pipeline: &mut Pipeline, observations: &[Observation<'_>]) -> Vec<Finding> {
     let mut out = Vec::new();
     for o in observations {
@@ -335,21 +352,11 @@ fn names_carrying_data_under_one_domain_are_a_tunnel_and_ordinary_lookups_are_no
         })
         .chain(["www.example.com", "mail.example.com", "api.example.com"].map(str::to_owned))
         .collect();
-    let queries: Vec<Observation<'_>> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Observation {
-            domain: Some(name),
-            dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53))),
-            dst_port: 53,
-            ..connection(
-                "ws-6",
-                i as u64 + 1,
-                T0 + i as i64 * 1_000,
-                "/usr/local/bin/dnscat",
-            )
-        })
-        .collect();
+    let queries = dns_queries(
+        "ws-6",
+        "/usr/local/bin/dnscat",
+        names.iter().map(String::as_str),
+    );
     let found = run(&mut pipeline, &queries);
     assert_eq!(kinds(&found), ["dns_tunnel"]);
     let f = &found[0];
@@ -384,22 +391,11 @@ fn an_application_walking_through_generated_names_raises_and_ordinary_lookups_do
         "tzqxkvprjwml.ru",
         "mqzxtvkrpjwn.com",
     ];
-    let queries: Vec<Observation<'_>> = ordinary
-        .iter()
-        .chain(generated.iter())
-        .enumerate()
-        .map(|(i, name)| Observation {
-            domain: Some(name),
-            dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53))),
-            dst_port: 53,
-            ..connection(
-                "ws-7",
-                i as u64 + 1,
-                T0 + i as i64 * 1_000,
-                "/tmp/.X11-cache/dbus-helper",
-            )
-        })
-        .collect();
+    let queries = dns_queries(
+        "ws-7",
+        "/tmp/.X11-cache/dbus-helper",
+        ordinary.iter().chain(generated.iter()).copied(),
+    );
     let found = run(&mut pipeline, &queries);
     assert_eq!(kinds(&found), ["dga"], "{found:?}");
     let f = &found[0];

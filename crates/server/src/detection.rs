@@ -6,8 +6,8 @@
 //!   `alerts` and only then acknowledges the batch: a batch whose findings were not handed on is
 //!   delivered again, and the pipeline skips the events it has seen (at least once, idempotent
 //!   by event id). Every [`TICK`] the periodic detectors (beacons) run.
-//! - **Store**: one consumer of `alerts` raises each finding as an alert; findings with the same
-//!   key merge into the active alert (one more occurrence, newest explanation, evidence
+//! - **Store**: one consumer of `alerts` raises each finding as an alert, its title naming the
+//!   agent by host name; findings with the same key merge into the active alert (one more occurrence, newest explanation, evidence
 //!   appended). A finding that cannot be stored goes back to the queue.
 //!
 //! The pipeline's features live in the memory of the node (rebuilt from the stream after a
@@ -167,13 +167,14 @@ async fn store_alerts(
                 continue;
             }
         };
+        let title = titled_by_hostname(&store, &finding).await;
         let raised = alerts::raise(
             &store,
             &NewAlert {
                 kind: &finding.kind,
                 severity: finding.severity.as_str(),
                 score: finding.score.clamp(0.0, 1.0),
-                title: &finding.title,
+                title: &title,
                 agent_id: Some(&finding.agent),
                 app: finding.app.as_deref(),
                 dedupe_key: &finding.key,
@@ -197,5 +198,16 @@ async fn store_alerts(
                 drop(delivery);
             }
         }
+    }
+}
+
+/// The finding's title with the agent named by its host name, as people know it (the id stays
+/// in the alert's `agent_id`); the title as it is when the agent is not found.
+async fn titled_by_hostname(store: &Store, finding: &Finding) -> String {
+    match store.agent(&finding.agent).await {
+        Ok(Some(agent)) if !agent.hostname.is_empty() => {
+            finding.title.replace(&finding.agent, &agent.hostname)
+        }
+        _ => finding.title.clone(),
     }
 }

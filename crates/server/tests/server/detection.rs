@@ -70,6 +70,10 @@ async fn a_port_scan_an_agent_reports_is_one_explained_alert(s: &TestServer) {
     let alerts = port_scan_alerts(s).await;
     let alert = &alerts[0];
     assert_eq!(alert["agent_id"], agent.as_str());
+    assert_eq!(
+        alert["title"], "ws-17 tried 30 ports of 10.1.0.42 within 5 min",
+        "the title names the endpoint as people know it"
+    );
     assert_eq!(alert["app"], "/usr/bin/nmap");
     assert_eq!(alert["status"], "open");
     assert_eq!(alert["occurrences"], 1);

@@ -101,25 +101,29 @@ async fn detect(
     }
 }
 
-/// Publishes the findings to `alerts`, removing each once published; whether all went.
+/// Publishes the findings to `alerts`, removing those published; whether all went (the rest
+/// stay for the next try).
 async fn publish(bus: &Bus, findings: &mut Vec<Finding>, metrics: &Metrics) -> bool {
-    while let Some(finding) = findings.first() {
-        let payload = match serde_json::to_vec(finding) {
-            Ok(payload) => payload,
+    let mut done = 0;
+    let mut all = true;
+    for finding in findings.iter() {
+        match serde_json::to_vec(finding) {
+            Ok(payload) => {
+                if let Err(e) = bus.publish_work(WorkTopic::Alerts, payload).await {
+                    tracing::warn!(cause = %e, "detection: publishing a finding failed; trying again");
+                    all = false;
+                    break;
+                }
+            }
             Err(e) => {
                 tracing::warn!(cause = %e, "detection: a finding cannot be serialised; dropped");
                 metrics.detection().unreadable();
-                findings.remove(0);
-                continue;
             }
-        };
-        if let Err(e) = bus.publish_work(WorkTopic::Alerts, payload).await {
-            tracing::warn!(cause = %e, "detection: publishing a finding failed; trying again");
-            return false;
         }
-        findings.remove(0);
+        done += 1;
     }
-    true
+    findings.drain(..done);
+    all
 }
 
 /// The pipeline's view of a stored event.

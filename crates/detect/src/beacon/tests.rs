@@ -254,23 +254,30 @@ fn the_explanation_gives_the_figures() {
     }
 }
 
-/// RITA's own figures for its proxy test data (`test_data/proxy`): 0.979 and 0.586.
-#[test]
-fn corpus_proxy_beacons_score_as_rita_scores_them() {
+/// The corpus's Zeek logs, with `PALISADE_CORPUS_TESTS=1` (the test says it skipped without).
+fn corpus() -> Option<&'static Path> {
     const CORPUS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/corpus/beacons"
     );
     if std::env::var_os("PALISADE_CORPUS_TESTS").is_none_or(|v| v != "1") {
         println!("skipped: set PALISADE_CORPUS_TESTS=1 to score the corpus at {CORPUS}");
-        return;
+        return None;
     }
+    let corpus = Path::new(CORPUS);
     assert!(
-        Path::new(CORPUS).is_dir(),
+        corpus.is_dir(),
         "PALISADE_CORPUS_TESTS=1 but the corpus is not at {CORPUS}"
     );
+    Some(corpus)
+}
+
+/// RITA's own figures for its proxy test data (`test_data/proxy`): 0.979 and 0.586.
+#[test]
+fn corpus_proxy_beacons_score_as_rita_scores_them() {
+    let Some(corpus) = corpus() else { return };
     let mut tracker = Tracker::new();
-    let files = zeek::read_dir(Path::new(CORPUS), &mut tracker).unwrap();
+    let files = zeek::read_dir(corpus, &mut tracker).unwrap();
     assert!(
         files
             .iter()
@@ -479,16 +486,9 @@ fn simulated_beacons_are_caught_at_a_threshold_that_spares_benign_pairs() {
 /// (0.838): RITA's proxy data has few pairs with enough connections, so this is a small check.
 #[test]
 fn corpus_pairs_other_than_the_beacon_stay_under_the_simulated_threshold() {
-    const CORPUS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/beacons"
-    );
-    if std::env::var_os("PALISADE_CORPUS_TESTS").is_none_or(|v| v != "1") {
-        println!("skipped: set PALISADE_CORPUS_TESTS=1 to score the corpus at {CORPUS}");
-        return;
-    }
+    let Some(corpus) = corpus() else { return };
     let mut tracker = Tracker::new();
-    zeek::read_dir(Path::new(CORPUS), &mut tracker).unwrap();
+    zeek::read_dir(corpus, &mut tracker).unwrap();
     let (first, last) = tracker.span().unwrap();
     let window = Window::last_hours(first, last, 24).unwrap();
     let evil = Destination::Name("www.honestimnotevil.com".to_owned());

@@ -50,6 +50,8 @@ pub enum Invalid {
     BadCharacter,
     /// A public suffix itself (`com`, `co.uk`): no registrable label to score.
     PublicSuffix,
+    /// A name under `arpa` (`4.3.2.1.in-addr.arpa`): it names an address, nobody registered it.
+    ReverseLookup,
 }
 
 impl Invalid {
@@ -62,16 +64,24 @@ impl Invalid {
             Invalid::LabelTooLong => "label longer than 63 characters",
             Invalid::BadCharacter => "character not allowed in a DNS name",
             Invalid::PublicSuffix => "a public suffix, no registrable label",
+            Invalid::ReverseLookup => "a reverse lookup (under arpa), not a registered name",
         }
     }
 }
 
-/// Whether a name can be scored: a DNS name with a label left of its public suffix.
+/// Whether a name can be scored: a DNS name with a label left of its public suffix, not a
+/// reverse lookup.
 pub fn scorable(name: &str) -> Result<(), Invalid> {
     let normalised = Normalised::new(name)?;
-    split(normalised.bytes())
-        .map(|_| ())
-        .ok_or(Invalid::PublicSuffix)
+    parts(normalised.bytes()).map(|_| ())
+}
+
+/// The parts of a normalised name the classifier scores, or why there are none.
+pub(crate) fn parts(name: &[u8]) -> Result<Parts<'_>, Invalid> {
+    if name == b"arpa" || name.ends_with(b".arpa") {
+        return Err(Invalid::ReverseLookup);
+    }
+    split(name).ok_or(Invalid::PublicSuffix)
 }
 
 /// A name lowercased into a fixed buffer, without a trailing dot.

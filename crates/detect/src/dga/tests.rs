@@ -95,6 +95,22 @@ fn names_that_are_not_scorable_score_zero() {
 }
 
 #[test]
+fn reverse_lookups_are_not_scored_as_generated() {
+    let model = Model::shipped();
+    for name in [
+        "67.13.217.172.in-addr.arpa",
+        "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa",
+    ] {
+        assert_eq!(model.score(name), 0.0, "{name}");
+        assert_eq!(scorable(name), Err(Invalid::ReverseLookup), "{name}");
+        assert_eq!(
+            model.explain(name).unscored,
+            Some(Invalid::ReverseLookup.reason())
+        );
+    }
+}
+
+#[test]
 fn explanations_name_the_label_figures_and_ngrams() {
     let (model, _) = small_model();
     let e = model.explain("Mail.XKQJZVTRWPL.co.uk.");

@@ -48,18 +48,22 @@ fn max_score(config: &Config, queries: &[Query]) -> f64 {
     max
 }
 
+/// The tunnels the target is about (iodine-like and dnscat-like, low and high rate), each
+/// with its seed.
+const TARGET_TUNNELS: [(Encoding, Rate, u64); 4] = [
+    (Encoding::Iodine, Rate::Low, 1),
+    (Encoding::Iodine, Rate::High, 2),
+    (Encoding::Dnscat, Rate::Low, 3),
+    (Encoding::Dnscat, Rate::High, 4),
+];
+
 /// The weakest tunnel's best window and the strongest benign stream's best window, so the
 /// margin around the threshold shows (the antivirus hash lookups, which only the ignore list
 /// keeps out, printed but not asserted).
 #[test]
 fn tunnels_and_benign_patterns_are_apart_from_the_threshold() {
     let config = Config::default();
-    for (encoding, rate, seed) in [
-        (Encoding::Iodine, Rate::Low, 1),
-        (Encoding::Iodine, Rate::High, 2),
-        (Encoding::Dnscat, Rate::Low, 3),
-        (Encoding::Dnscat, Rate::High, 4),
-    ] {
+    for (encoding, rate, seed) in TARGET_TUNNELS {
         let mut rng = simulate::rng(seed);
         let mut scores: Vec<f64> = (0..200)
             .map(|_| {
@@ -149,12 +153,7 @@ fn benign_flagged(
 #[test]
 fn simulated_tunnels_are_caught_at_low_and_high_rate() {
     let config = Config::default();
-    for (encoding, rate, seed) in [
-        (Encoding::Iodine, Rate::Low, 1),
-        (Encoding::Iodine, Rate::High, 2),
-        (Encoding::Dnscat, Rate::Low, 3),
-        (Encoding::Dnscat, Rate::High, 4),
-    ] {
+    for (encoding, rate, seed) in TARGET_TUNNELS {
         let (flagged, windows, misses) = tunnel_recall(&config, encoding, rate, 200, seed);
         let recall = flagged as f64 / 200.0;
         println!(

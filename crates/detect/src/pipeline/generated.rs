@@ -2,7 +2,7 @@
 //! connects to is scored by the [`crate::dga`] model (each distinct name once: scores are
 //! cached), and a window in which the application met several distinct registrable domains
 //! that score as generated raises. One odd name is not malware; a program walking through a
-//! day's list of generated names meets many. Reverse lookups (`.arpa`) are not scored.
+//! day's list of generated names meets many. Reverse lookups (`.arpa`) score 0.
 
 use std::collections::HashSet;
 
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::intern::{Interner, Sym};
-use super::{Context, Evidence, Finding, Severity};
+use super::{Context, Evidence, Finding, Severity, past};
 use crate::dga::Model;
 use crate::names::registrable_domain;
 
@@ -75,8 +75,7 @@ impl Detector {
         let (Some(name), Some(app)) = (o.domain, context.app) else {
             return;
         };
-        // Reverse lookups (`4.3.2.1.in-addr.arpa`) name addresses, not registered domains.
-        if o.inbound || is_reverse_lookup(name) {
+        if o.inbound {
             return;
         }
         let score = match self.scores.get(name) {
@@ -130,7 +129,7 @@ fn finding(
     let app = context.app_name();
     let count = window.sites.len();
     let mean = window.names.iter().map(|(_, s)| s).sum::<f64>() / count.max(1) as f64;
-    let score = mean * (1.0 - 0.5 * settings.min_names.max(1) as f64 / count as f64);
+    let score = mean * past(count as f64, settings.min_names.max(1) as f64);
     let (top, _) = window
         .names
         .iter()
@@ -179,14 +178,6 @@ fn finding(
         evidence: window.evidence.to_vec(),
         time_ms: context.observation.time_ms,
     }
-}
-
-fn is_reverse_lookup(name: &str) -> bool {
-    let name = name.trim_end_matches('.');
-    name.len() >= 5
-        && name
-            .get(name.len() - 5..)
-            .is_some_and(|tail| tail.eq_ignore_ascii_case(".arpa"))
 }
 
 impl Window {

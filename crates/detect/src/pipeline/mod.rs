@@ -163,6 +163,12 @@ pub struct Finding {
     pub time_ms: i64,
 }
 
+/// How far `value` is past `threshold`, as a score: 0.5 at the threshold, 0.75 at twice it,
+/// towards 1 beyond (every detector that counts against a threshold scores this way).
+fn past(value: f64, threshold: f64) -> f64 {
+    (1.0 - 0.5 * threshold / value.max(f64::MIN_POSITIVE)).clamp(0.0, 1.0)
+}
+
 /// Most evidence references one finding carries.
 pub const MAX_EVIDENCE: usize = 20;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::intern::{Interner, Sym};
-use super::{Context, Evidence, Finding, Severity};
+use super::{Context, Evidence, Finding, Severity, past};
 use crate::names::registrable_domain;
 
 /// Destinations remembered per (agent, application).
@@ -197,7 +197,7 @@ fn finding(
     let app = context.app_name();
     let count = local.new.len();
     let mean_rarity = local.new.iter().map(|n| n.rarity).sum::<f64>() / count.max(1) as f64;
-    let score = mean_rarity * (1.0 - 0.5 * settings.min_new.max(1) as f64 / count.max(1) as f64);
+    let score = mean_rarity * past(count as f64, settings.min_new.max(1) as f64);
     let app_label = app.as_deref().unwrap_or("an unknown application");
     let shown: Vec<String> = local
         .new

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::intern::Sym;
-use super::{Context, Evidence, Finding, Severity};
+use super::{Context, Evidence, Finding, Severity, past};
 
 /// Scan and sweep thresholds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,8 +151,7 @@ fn finding<T>(
     threshold: usize,
 ) -> Finding {
     let agent = context.names.name(context.agent);
-    // 0.5 at the threshold, towards 1 as the count grows past it.
-    let score = 1.0 - 0.5 * threshold as f64 / count.max(1) as f64;
+    let score = past(count as f64, threshold as f64);
     let minutes = settings.window_seconds / 60;
     let (title, explanation) = if kind == "port_scan" {
         (

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::intern::Sym;
-use super::{Context, Evidence, Finding, Severity};
+use super::{Context, Evidence, Finding, Severity, past};
 
 const HOUR_MS: i64 = 3_600_000;
 const WEEK_HOURS: usize = 7 * 24;
@@ -237,8 +237,7 @@ fn finding(context: &Context<'_, '_>, usage: &Usage, time_ms: i64) -> Finding {
     let app = context.app_name();
     let sent = usage.sent as f64;
     let bound = usage.bound;
-    // 0.5 at the bound, 0.75 at twice the bound, towards 1 beyond.
-    let score = 1.0 - 0.5 * bound.bytes / sent.max(1.0);
+    let score = past(sent, bound.bytes);
     let mut destinations = usage.destinations.clone();
     destinations.sort_by_key(|d| std::cmp::Reverse(d.1));
     let app_label = app.as_deref().unwrap_or("an unknown application");

@@ -18,6 +18,9 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
+pub use crate::model_file::ModelError;
+use crate::model_file::{Reader, put_f32s, seal, unseal};
+
 use super::features::{
     self, ALPHABET, Hashed, LEXICAL_COUNT, LEXICAL_NAMES, Markov, Namespace, Normalised, Parts,
 };
@@ -73,37 +76,6 @@ impl Lexical {
 /// The bin a value falls in: the number of edges below or at it.
 pub(crate) fn bin_of(edges: &[f32], value: f64) -> usize {
     edges.partition_point(|&e| f64::from(e) <= value)
-}
-
-/// Why bytes are not a model file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    /// The file does not start with `PDGA`.
-    #[error("not a DGA model file (bad magic)")]
-    Magic,
-    /// A version this build cannot read.
-    #[error("model file version {0} is not supported (this build reads version {VERSION})")]
-    Version(u32),
-    /// The file ends before the part named.
-    #[error("model file truncated in {0}")]
-    Truncated(&'static str),
-    /// The checksum does not match the content.
-    #[error("model file checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
-    Checksum {
-        /// The checksum in the file.
-        stored: u32,
-        /// The checksum of the bytes before it.
-        computed: u32,
-    },
-    /// Bytes after the checksum.
-    #[error("{0} bytes after the end of the model")]
-    TrailingBytes(usize),
-    /// A header field out of range.
-    #[error("model file field {0} out of range")]
-    Field(&'static str),
-    /// A weight or statistic that is NaN or infinite.
-    #[error("model file holds a number that is not finite in {0}")]
-    NotFinite(&'static str),
 }
 
 /// Why a domain scores what it scores.
@@ -245,9 +217,9 @@ impl Model {
         let bins = self.lexical.first().map_or(0, |l| l.bin_weights.len());
         out.push(u8::try_from(bins).unwrap_or(0));
         out.extend_from_slice(&u16::try_from(self.lexical.len()).unwrap_or(0).to_le_bytes());
-        put(&mut out, &[self.bias]);
+        put_f32s(&mut out, &[self.bias]);
         for lexical in &self.lexical {
-            put(
+            put_f32s(
                 &mut out,
                 &[
                     lexical.mean,
@@ -256,30 +228,23 @@ impl Model {
                     lexical.weight,
                 ],
             );
-            put(&mut out, &lexical.edges);
-            put(&mut out, &lexical.bin_weights);
+            put_f32s(&mut out, &lexical.edges);
+            put_f32s(&mut out, &lexical.bin_weights);
         }
-        put(&mut out, &self.markov.order1);
-        put(&mut out, &self.markov.order2);
+        put_f32s(&mut out, &self.markov.order1);
+        put_f32s(&mut out, &self.markov.order2);
         for word in &self.markov.seen {
             out.extend_from_slice(&word.to_le_bytes());
         }
-        put(&mut out, &self.ngrams);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        put_f32s(&mut out, &self.ngrams);
+        seal(&mut out);
         out
     }
 
     /// Parse a model file; any damage is an error.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
-        let mut r = Reader { rest: bytes };
-        if r.take(4, "magic")? != MAGIC {
-            return Err(ModelError::Magic);
-        }
-        let version = r.u32("version")?;
-        if version != VERSION {
-            return Err(ModelError::Version(version));
-        }
+        let mut r = Reader::new(bytes);
+        r.header(MAGIC, "DGA", VERSION)?;
         let hash_bits = r.u8("header")?;
         let bins = r.u8("header")?;
         let count = r.u16("header")?;
@@ -292,7 +257,6 @@ impl Model {
         if usize::from(count) != LEXICAL_COUNT {
             return Err(ModelError::Field("lexical count"));
         }
-        let body_len = bytes.len().saturating_sub(4);
         let expected = 16
             + usize::from(count) * 4 * (4 + 2 * usize::from(bins) - 1)
             + 4 * (ALPHABET * ALPHABET + ALPHABET * ALPHABET * ALPHABET + (1usize << hash_bits))
@@ -303,16 +267,7 @@ impl Model {
         if bytes.len() > expected + 4 {
             return Err(ModelError::TrailingBytes(bytes.len() - expected - 4));
         }
-        let (body, stored) = bytes.split_at(body_len);
-        let stored = u32::from_le_bytes(
-            stored
-                .try_into()
-                .map_err(|_| ModelError::Truncated("checksum"))?,
-        );
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(ModelError::Checksum { stored, computed });
-        }
+        unseal(bytes)?;
         let bias = r.f32s(1, "bias")?.first().copied().unwrap_or(0.0);
         let mut lexical = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
@@ -379,62 +334,4 @@ pub(crate) fn sigmoid(z: f64) -> f64 {
         return 0.0;
     }
     1.0 / (1.0 + (-z).exp())
-}
-
-fn put(out: &mut Vec<u8>, values: &[f32]) {
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, part: &'static str) -> Result<&'a [u8], ModelError> {
-        if self.rest.len() < n {
-            return Err(ModelError::Truncated(part));
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self, part: &'static str) -> Result<u8, ModelError> {
-        Ok(self.take(1, part)?.first().copied().unwrap_or(0))
-    }
-
-    fn u16(&mut self, part: &'static str) -> Result<u16, ModelError> {
-        let b = self.take(2, part)?;
-        Ok(u16::from_le_bytes(
-            b.try_into().map_err(|_| ModelError::Truncated(part))?,
-        ))
-    }
-
-    fn u32(&mut self, part: &'static str) -> Result<u32, ModelError> {
-        let b = self.take(4, part)?;
-        Ok(u32::from_le_bytes(
-            b.try_into().map_err(|_| ModelError::Truncated(part))?,
-        ))
-    }
-
-    fn f32s(&mut self, n: usize, part: &'static str) -> Result<Vec<f32>, ModelError> {
-        let bytes = self.take(n * 4, part)?;
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| {
-                f32::from_le_bytes([
-                    c.first().copied().unwrap_or(0),
-                    c.get(1).copied().unwrap_or(0),
-                    c.get(2).copied().unwrap_or(0),
-                    c.get(3).copied().unwrap_or(0),
-                ])
-            })
-            .collect();
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::NotFinite(part));
-        }
-        Ok(values)
-    }
 }

@@ -146,14 +146,26 @@ fn damaged_model_files_are_errors() {
     let (model, _) = small_model();
     let bytes = model.to_bytes();
     assert_eq!(Model::from_bytes(b""), Err(ModelError::Truncated("magic")));
-    assert_eq!(Model::from_bytes(b"PDGX\x01\0\0\0"), Err(ModelError::Magic));
+    assert_eq!(
+        Model::from_bytes(b"PDGX\x01\0\0\0"),
+        Err(ModelError::Magic("DGA"))
+    );
     let mut version = bytes.clone();
     version[4] = 9;
-    assert_eq!(Model::from_bytes(&version), Err(ModelError::Version(9)));
+    assert_eq!(
+        Model::from_bytes(&version),
+        Err(ModelError::Version {
+            found: 9,
+            supported: 2
+        })
+    );
     version[4] = 1;
     assert_eq!(
         Model::from_bytes(&version),
-        Err(ModelError::Version(1)),
+        Err(ModelError::Version {
+            found: 1,
+            supported: 2
+        }),
         "version 1 files (15 figures) are refused"
     );
     assert_eq!(

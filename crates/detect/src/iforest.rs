@@ -3,13 +3,24 @@
 //! random subsample; the score of a point is `2^(-E[h(x)] / c(ψ))`, where `h` is its path
 //! length and `c(ψ)` the average path length of an unsuccessful search in a binary search tree
 //! of `ψ` points. Scores near 1 are anomalies, scores well below 0.5 normal.
+//!
+//! With [`Settings::box_min_width`] each tree also keeps the box its subsample spanned (each
+//! feature's lowest and highest value), and a point outside it is isolated sooner the further
+//! out it is: a random cut over the range that includes the point would set it apart with
+//! probability `d / (w + d)` (`d` its distance past the box, `w` the box's width, at least
+//! the setting), so its path length is at most `1 + w / d`. Without it a cut never falls on a
+//! feature that was constant in the subsample, and a point far beyond the range is cut no
+//! sooner than one just past it, so an application that suddenly makes DNS queries, or sends a
+//! thousand times its usual bytes, would look ordinary. The paper's forest is the default.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::model_file::{ModelError, Reader};
+
 /// Training settings of [`IsolationForest::fit`]; the defaults are the paper's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Number of trees.
     pub trees: usize,
@@ -17,6 +28,9 @@ pub struct Settings {
     pub subsample: usize,
     /// Seed of the random source.
     pub seed: u64,
+    /// Shorten the path of a point outside a tree's box (see the module documentation); the
+    /// least box width assumed, in the units of the features.
+    pub box_min_width: Option<f64>,
 }
 
 impl Default for Settings {
@@ -25,6 +39,7 @@ impl Default for Settings {
             trees: 100,
             subsample: 256,
             seed: 1,
+            box_min_width: None,
         }
     }
 }
@@ -56,7 +71,38 @@ pub struct IsolationForest {
     features: usize,
     /// c(ψ) of the subsample size used.
     normaliser: f64,
-    trees: Vec<Vec<INode>>,
+    box_min_width: Option<f64>,
+    trees: Vec<Tree>,
+}
+
+/// One isolation tree and the box its subsample spanned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tree {
+    low: Vec<f64>,
+    high: Vec<f64>,
+    nodes: Vec<INode>,
+}
+
+impl Tree {
+    /// The path length of `row`: `1 + w / d` for its feature furthest past the box (`w` at
+    /// least `min_width`), when that is shorter than its path in the tree.
+    fn path_length(&self, row: &[f64], min_width: f64) -> f64 {
+        let outside = self
+            .low
+            .iter()
+            .zip(&self.high)
+            .zip(row)
+            .map(|((&lo, &hi), &x)| {
+                let past = (lo - x).max(x - hi);
+                if past > 0.0 {
+                    1.0 + (hi - lo).max(min_width) / past
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(f64::INFINITY, f64::min);
+        path_length(&self.nodes, row).min(outside)
+    }
 }
 
 /// A node of an isolation tree; children come after their parent.
@@ -68,8 +114,9 @@ enum INode {
         left: usize,
         right: usize,
     },
-    /// An external node holding `size` training points.
-    Leaf { size: usize },
+    /// An external node holding `size` training points; `extra` is c(size), the path length
+    /// they add (computed once, not at every score).
+    Leaf { size: usize, extra: f64 },
 }
 
 impl IsolationForest {
@@ -111,13 +158,24 @@ impl IsolationForest {
                 .take(psi)
                 .filter_map(|&i| rows.get(i).map(Vec::as_slice))
                 .collect();
+            let (low, high) = (0..features)
+                .map(|f| {
+                    points
+                        .iter()
+                        .filter_map(|p| p.get(f))
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                            (lo.min(x), hi.max(x))
+                        })
+                })
+                .unzip();
             let mut nodes = Vec::new();
             grow(&mut points, 0, limit, features, &mut rng, &mut nodes);
-            trees.push(nodes);
+            trees.push(Tree { low, high, nodes });
         }
         Ok(IsolationForest {
             features,
             normaliser: average_path(psi),
+            box_min_width: settings.box_min_width,
             trees,
         })
     }
@@ -133,10 +191,127 @@ impl IsolationForest {
         if self.trees.is_empty() || self.normaliser <= 0.0 {
             return 0.5;
         }
-        let total: f64 = self.trees.iter().map(|t| path_length(t, row)).sum();
+        let total: f64 = self
+            .trees
+            .iter()
+            .map(|t| match self.box_min_width {
+                Some(width) => t.path_length(row, width),
+                None => path_length(&t.nodes, row),
+            })
+            .sum();
         let mean = total / self.trees.len() as f64;
         2f64.powf(-mean / self.normaliser)
     }
+}
+
+/// Most trees, and nodes per tree, a model file may hold.
+const MAX_TREES: u32 = 4_096;
+const MAX_NODES: u32 = 1 << 16;
+
+impl IsolationForest {
+    /// Appends the forest to a model file: its sizes, then each tree's box and nodes in order
+    /// (a split's left child is the node after it, so only the right one is written).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let features = u16::try_from(self.features).unwrap_or(u16::MAX);
+        out.extend_from_slice(&features.to_le_bytes());
+        out.extend_from_slice(&self.normaliser.to_le_bytes());
+        out.extend_from_slice(&self.box_min_width.unwrap_or(-1.0).to_le_bytes());
+        put_u32(out, self.trees.len());
+        for tree in &self.trees {
+            for x in tree.low.iter().chain(&tree.high) {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            put_u32(out, tree.nodes.len());
+            for node in &tree.nodes {
+                match *node {
+                    INode::Leaf { size, .. } => {
+                        out.push(0);
+                        put_u32(out, size);
+                    }
+                    INode::Split {
+                        feature,
+                        threshold,
+                        right,
+                        ..
+                    } => {
+                        out.push(1);
+                        let feature = u16::try_from(feature).unwrap_or(u16::MAX);
+                        out.extend_from_slice(&feature.to_le_bytes());
+                        out.extend_from_slice(&threshold.to_le_bytes());
+                        put_u32(out, right);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a forest that [`IsolationForest::encode`] wrote; every feature index and child
+    /// is checked, so a damaged file is an error, not a walk out of bounds.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<IsolationForest, ModelError> {
+        let features = usize::from(r.u16("forest features")?);
+        let normaliser = r.f64("forest normaliser")?;
+        if features == 0 || normaliser < 0.0 {
+            return Err(ModelError::Field("forest features"));
+        }
+        // Negative: no box rule.
+        let width = r.f64("forest box width")?;
+        let box_min_width = (width >= 0.0).then_some(width);
+        let count = r.u32("forest trees")?;
+        if count == 0 || count > MAX_TREES {
+            return Err(ModelError::Field("forest trees"));
+        }
+        let mut trees = Vec::new();
+        for _ in 0..count {
+            let mut bounds = Vec::with_capacity(2 * features);
+            for _ in 0..2 * features {
+                bounds.push(r.f64("tree box")?);
+            }
+            let high = bounds.split_off(features);
+            let low = bounds;
+            if low.iter().zip(&high).any(|(lo, hi)| lo > hi) {
+                return Err(ModelError::Field("tree box"));
+            }
+            let len = r.u32("tree nodes")?;
+            if len == 0 || len > MAX_NODES {
+                return Err(ModelError::Field("tree nodes"));
+            }
+            let len = len as usize;
+            let mut nodes = Vec::new();
+            for index in 0..len {
+                let node = match r.u8("tree node")? {
+                    0 => leaf(r.u32("tree leaf")? as usize),
+                    1 => {
+                        let feature = usize::from(r.u16("tree split")?);
+                        let threshold = r.f64("tree split")?;
+                        let right = r.u32("tree split")? as usize;
+                        let left = index + 1;
+                        if feature >= features || right <= left || right >= len {
+                            return Err(ModelError::Field("tree split"));
+                        }
+                        INode::Split {
+                            feature,
+                            threshold,
+                            left,
+                            right,
+                        }
+                    }
+                    _ => return Err(ModelError::Field("tree node")),
+                };
+                nodes.push(node);
+            }
+            trees.push(Tree { low, high, nodes });
+        }
+        Ok(IsolationForest {
+            features,
+            normaliser,
+            box_min_width,
+            trees,
+        })
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
 }
 
 /// c(n): the average path length of an unsuccessful search in a binary search tree of n points.
@@ -151,6 +326,13 @@ pub fn average_path(n: usize) -> f64 {
     }
 }
 
+fn leaf(size: usize) -> INode {
+    INode::Leaf {
+        size,
+        extra: average_path(size),
+    }
+}
+
 fn grow(
     points: &mut [&[f64]],
     depth: u32,
@@ -160,7 +342,7 @@ fn grow(
     nodes: &mut Vec<INode>,
 ) -> usize {
     let index = nodes.len();
-    nodes.push(INode::Leaf { size: points.len() });
+    nodes.push(leaf(points.len()));
     if depth >= limit || points.len() <= 1 {
         return index;
     }
@@ -216,7 +398,7 @@ fn path_length(nodes: &[INode], row: &[f64]) -> f64 {
     // the walk by the number of nodes.
     for _ in 0..nodes.len() {
         match nodes.get(i) {
-            Some(&INode::Leaf { size }) => return depth + average_path(size),
+            Some(&INode::Leaf { extra, .. }) => return depth + extra,
             Some(&INode::Split {
                 feature,
                 threshold,

@@ -15,15 +15,20 @@
 //!   vector against the rows it was fitted on; serialisable, so models can be stored.
 //! - [`dga`]: domain-generation-algorithm names: a character n-gram and lexical classifier
 //!   of the registrable label, its shipped model, trainer and held-out-family evaluation.
+//! - [`behaviour`]: per-application behaviour in five-minute windows, judged by isolation
+//!   forests fitted on stored history; the model's trainer, evaluation and file format.
+//! - [`model_file`]: the checked binary format models are stored in.
 //! - [`metrics`]: how detectors are evaluated (ROC AUC, TPR at a set FPR).
 //! - [`pipeline`]: the streaming pipeline the server, the evaluator and the Zeek import run:
 //!   observations in, explained findings out.
 
 pub mod beacon;
+pub mod behaviour;
 pub mod dga;
 pub mod dns_tunnel;
 pub mod iforest;
 pub mod metrics;
+pub mod model_file;
 pub mod names;
 pub mod pipeline;
 pub mod zeek;

@@ -22,6 +22,8 @@
 //!   span an hour or more, every tick.
 //! - [`tunnels`]: data carried in DNS query names, per (agent, registrable domain).
 //! - [`generated`]: an application meeting several names the DGA model scores as generated.
+//! - [`behaviour`]: an application's five-minute window unlike its history, by the behaviour
+//!   model the server trains ([`Pipeline::set_behaviour_model`]).
 //!
 //! [`zeek`] replays a directory of Zeek logs through the pipeline.
 //!
@@ -29,6 +31,7 @@
 //! without end are capped.
 
 mod beacons;
+mod behaviour;
 mod generated;
 mod intern;
 mod novelty;
@@ -39,6 +42,7 @@ mod volume;
 pub mod zeek;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +145,7 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// Which detector: `port_scan`, `host_sweep`, `exfiltration`, `new_destinations`,
-    /// `beacon`, `dga`, `dns_tunnel`.
+    /// `beacon`, `dga`, `dns_tunnel`, `app_behaviour`.
     pub kind: String,
     /// How urgent.
     pub severity: Severity,
@@ -229,6 +233,7 @@ pub struct Pipeline {
     beacons: beacons::Detector,
     tunnels: tunnels::Detector,
     generated: generated::Detector,
+    behaviour: behaviour::Detector,
     counters: Counters,
 }
 
@@ -244,6 +249,7 @@ impl Pipeline {
             beacons: beacons::Detector::new(settings.beacons),
             tunnels: tunnels::Detector::new(settings.dns_tunnel),
             generated: generated::Detector::new(settings.dga),
+            behaviour: behaviour::Detector::default(),
             counters: Counters::default(),
         }
     }
@@ -270,6 +276,7 @@ impl Pipeline {
             names: &self.names,
         };
         self.volume.observe(&context, out);
+        self.behaviour.observe(&context, out);
         if observation.update_of.is_none() {
             self.scan.observe(&context, out);
             self.novelty.observe(&context, out);
@@ -280,13 +287,20 @@ impl Pipeline {
         self.counters.findings += (out.len() - before) as u64;
     }
 
-    /// Runs the detectors that score periodically (beacons) as of `now_ms` and forgets idle
-    /// state; call it about once a minute.
+    /// Runs the detectors that score periodically (beacons, closed behaviour windows) as of
+    /// `now_ms` and forgets idle state; call it about once a minute.
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Finding>) {
         let before = out.len();
         self.beacons.tick(now_ms, &self.names, out);
+        self.behaviour.tick(now_ms, &self.names, out);
         self.scan.forget_before(now_ms);
         self.counters.findings += (out.len() - before) as u64;
+    }
+
+    /// Judges applications' windows by `model` from now on; until one is set the behaviour
+    /// detector is idle.
+    pub fn set_behaviour_model(&mut self, model: Arc<crate::behaviour::Model>) {
+        self.behaviour.set_model(model);
     }
 
     /// What it has done so far.

@@ -172,6 +172,7 @@ fn config(args: ServerArgs) -> Result<Config, String> {
         retention_interval: std::time::Duration::from_secs(
             settings.retention_interval_seconds.get(),
         ),
+        training_interval: std::time::Duration::from_secs(settings.training_interval_seconds.get()),
         oidc,
     })
 }

@@ -5,7 +5,9 @@
 //!   committed) feeds each event to the pipeline, publishes the findings to the work topic
 //!   `alerts` and only then acknowledges the batch: a batch whose findings were not handed on is
 //!   delivered again, and the pipeline skips the events it has seen (at least once, idempotent
-//!   by event id). Every [`TICK`] the periodic detectors (beacons) run.
+//!   by event id). Every [`TICK`] the periodic detectors (beacons, closed behaviour windows) run,
+//!   and the newest promoted behaviour model (`crate::training`) is swapped in when there is a
+//!   newer one than the pipeline judges with.
 //! - **Store**: one consumer of `alerts` raises each finding as an alert, its title naming the
 //!   agent by host name; findings with the same key merge into the active alert (one more occurrence, newest explanation, evidence
 //!   appended). A finding that cannot be stored goes back to the queue.
@@ -17,6 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_detect::behaviour::Model as BehaviourModel;
 use palisade_detect::pipeline::{Finding, Observation, Pipeline, Settings};
 use palisade_proto::{ConnectionEvent, Direction};
 use tokio::task::JoinHandle;
@@ -47,6 +50,7 @@ pub async fn spawn(
     vec![
         tokio::spawn(detect(
             bus,
+            store.clone(),
             batches,
             Pipeline::new(Settings::default()),
             metrics.clone(),
@@ -58,6 +62,7 @@ pub async fn spawn(
 
 async fn detect(
     bus: Bus,
+    store: Arc<Store>,
     mut batches: WorkConsumer,
     mut pipeline: Pipeline,
     metrics: Arc<Metrics>,
@@ -66,6 +71,7 @@ async fn detect(
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut findings = Vec::new();
+    let mut model_version = None;
     loop {
         tokio::select! {
             delivery = batches.next() => {
@@ -91,6 +97,7 @@ async fn detect(
                 }
             }
             _ = ticks.tick() => {
+                swap_model(&store, &mut pipeline, &mut model_version, &metrics).await;
                 pipeline.tick(clock().as_millisecond(), &mut findings);
                 metrics.detection().observed(pipeline.counters());
                 while !publish(&bus, &mut findings, &metrics).await {
@@ -98,6 +105,49 @@ async fn detect(
                 }
             }
         }
+    }
+}
+
+/// Sets the newest promoted behaviour model on `pipeline` when it is newer than `version` (the
+/// one it judges with). A model that cannot be read is logged and skipped; the pipeline keeps
+/// the one it has.
+async fn swap_model(
+    store: &Store,
+    pipeline: &mut Pipeline,
+    version: &mut Option<i64>,
+    metrics: &Metrics,
+) {
+    let newest = match store.promoted_model_version(crate::training::KIND).await {
+        Ok(newest) => newest,
+        Err(e) => {
+            tracing::debug!(cause = %e, "detection: cannot look for a newer behaviour model");
+            return;
+        }
+    };
+    if newest.is_none() || newest <= *version {
+        return;
+    }
+    match store.promoted_model(crate::training::KIND).await {
+        Ok(Some((newest, body))) => {
+            *version = Some(newest);
+            match BehaviourModel::decode(&body) {
+                Ok(model) => {
+                    pipeline.set_behaviour_model(Arc::new(model));
+                    metrics
+                        .detection()
+                        .model_in_use(u64::try_from(newest).unwrap_or(0));
+                    tracing::info!(
+                        version = newest,
+                        "detection judges with a new behaviour model"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(version = newest, cause = %e, "detection: the promoted behaviour model cannot be read; keeping the one in use");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(cause = %e, "detection: reading the behaviour model failed"),
     }
 }
 
@@ -127,7 +177,7 @@ async fn publish(bus: &Bus, findings: &mut Vec<Finding>, metrics: &Metrics) -> b
 }
 
 /// The pipeline's view of a stored event.
-fn observation<'a>(agent_id: &'a str, event: &'a ConnectionEvent) -> Observation<'a> {
+pub(crate) fn observation<'a>(agent_id: &'a str, event: &'a ConnectionEvent) -> Observation<'a> {
     let c = &event.connection;
     Observation {
         agent: agent_id,

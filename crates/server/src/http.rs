@@ -34,6 +34,7 @@ use crate::policies::{self, Format};
 use crate::role::{Principal, Role};
 use crate::signin::UserAction;
 use crate::simulate::{self, SimulationReport};
+use crate::store::DetectionModel;
 use crate::store::alerts::{Alert, Change};
 use crate::store::{ApiToken, EnrollmentToken, Group, PolicySummary, PolicyVersion, Store, User};
 use crate::stored_settings::{self, Setting};
@@ -105,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(acknowledge_alert))
         .routes(routes!(resolve_alert))
         .routes(routes!(assign_alert))
+        .routes(routes!(list_models))
+        .routes(routes!(train_model))
         .routes(routes!(list_groups, create_group))
         .routes(routes!(assign_policy))
         .routes(routes!(list_agents))
@@ -890,6 +893,39 @@ async fn resolve_alert(
     Path(id): Path<String>,
 ) -> Result<Json<Alert>, ApiError> {
     change_alert(&state, &who, &id, Change::Resolve).await
+}
+
+/// The behaviour models the trainer stored.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Models {
+    /// Newest first, promoted or not; the newest promoted one is the one detection uses.
+    models: Vec<DetectionModel>,
+}
+
+/// The behaviour models trained so far (newest first, at most 50), with their evaluations.
+#[utoipa::path(get, path = "/api/v1/detection/models", tag = "alerts",
+    responses((status = 200, body = Models), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_models(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Models>, ApiError> {
+    Ok(Json(Models {
+        models: crate::training::list(&state.store, &who).await?,
+    }))
+}
+
+/// Train the behaviour model now on the stored events; it is promoted only when it evaluates
+/// at least as well as the current one.
+#[utoipa::path(post, path = "/api/v1/detection/models/train", tag = "alerts",
+    responses((status = 200, body = DetectionModel), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "too little history to train on", body = ErrorBody)))]
+async fn train_model(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<DetectionModel>, ApiError> {
+    Ok(Json(
+        crate::training::train_now(&state.store, &who, (state.clock)()).await?,
+    ))
 }
 
 /// The body of `POST /api/v1/alerts/{id}/assign`.

@@ -30,6 +30,8 @@
 //! - [`distribution`]: in-process fan-out of policy updates to the agents' streams.
 //! - [`isolation`]: the policy the server generates for an isolated agent.
 //! - [`detection`]: the detection pipeline over every stored event, and the alerts it raises.
+//! - [`training`]: the timer that trains the behaviour model on stored events and promotes it
+//!   when it evaluates at least as well as the current one.
 //! - [`watchdog`]: the task that raises (and resolves) `agent_offline` alerts.
 //! - [`gateway`]: the agent gateway (gRPC over mutual TLS).
 //! - [`ingest`]: the way of event batches from the gateway to storage: grouped commits,
@@ -76,6 +78,7 @@ pub mod simulate;
 pub mod store;
 pub mod stored_settings;
 pub mod totp;
+pub mod training;
 pub mod watchdog;
 
 use std::sync::Arc;

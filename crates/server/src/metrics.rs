@@ -192,6 +192,10 @@ pub struct DetectionCounters {
     unreadable: AtomicU64,
     alerts_new: AtomicU64,
     alerts_merged: AtomicU64,
+    models_promoted: AtomicU64,
+    models_rejected: AtomicU64,
+    trainings_failed: AtomicU64,
+    model_version: AtomicU64,
 }
 
 impl DetectionCounters {
@@ -217,9 +221,44 @@ impl DetectionCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The trainer stored a candidate, promoted or not.
+    pub fn trained(&self, promoted: bool) {
+        let counter = if promoted {
+            &self.models_promoted
+        } else {
+            &self.models_rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A training run failed.
+    pub fn training_failed(&self) {
+        self.trainings_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Detection on this node now judges with behaviour model `version`.
+    pub fn model_in_use(&self, version: u64) {
+        self.model_version.store(version, Ordering::Relaxed);
+    }
+
     /// Appends the counters in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP palisade_detection_models_total Behaviour models this node trained, promoted or not, and training runs that failed.\n\
+             # TYPE palisade_detection_models_total counter\n\
+             palisade_detection_models_total{{outcome=\"promoted\"}} {}\n\
+             palisade_detection_models_total{{outcome=\"rejected\"}} {}\n\
+             palisade_detection_models_total{{outcome=\"failed\"}} {}\n\
+             # HELP palisade_detection_model_version The behaviour model version detection on this node judges with (0: none yet).\n\
+             # TYPE palisade_detection_model_version gauge\n\
+             palisade_detection_model_version {}\n",
+            get(&self.models_promoted),
+            get(&self.models_rejected),
+            get(&self.trainings_failed),
+            get(&self.model_version),
+        );
         let _ = write!(
             out,
             "# HELP palisade_detection_events_total Events the detection pipeline took, and re-delivered ones it skipped.\n\

@@ -77,6 +77,8 @@ pub struct Config {
     /// How often the retention timer runs (it also runs once at start); see
     /// [`crate::retention::DEFAULT_INTERVAL`].
     pub retention_interval: Duration,
+    /// How often the behaviour model is trained; see [`crate::training::DEFAULT_INTERVAL`].
+    pub training_interval: Duration,
     /// Single sign-on to the console; none means only local users sign in.
     pub oidc: Option<OidcConfig>,
 }
@@ -222,6 +224,12 @@ pub async fn start(config: Config, clock: Clock) -> Result<RunningServer, StartE
     let metrics = Arc::new(Metrics::with_bus(bus.clone()));
     background
         .extend(crate::detection::spawn(bus, store.clone(), metrics.clone(), clock.clone()).await);
+    background.push(crate::training::spawn(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        config.training_interval,
+    ));
     background.push(crate::retention::spawn(
         store.clone(),
         metrics.clone(),

@@ -10,6 +10,7 @@
 //! amqp_url = "amqp://guest:guest@mq:5672/%2f"
 //! amqp_prefix = "palisade"
 //! retention_interval_seconds = 3600
+//! training_interval_seconds = 21600
 //!
 //! [https]                      # TLS on the HTTP address; off by default
 //! enabled = true               # without cert and key: a certificate from the internal CA
@@ -61,6 +62,8 @@ pub struct Settings {
     pub amqp_prefix: Option<String>,
     /// Seconds between two runs of the event retention timer (it also runs once at start).
     pub retention_interval_seconds: NonZeroU64,
+    /// Seconds between two trainings of the behaviour model (see `crate::training`).
+    pub training_interval_seconds: NonZeroU64,
     /// TLS on the HTTP address.
     pub https: HttpsSettings,
     /// Single sign-on to the console through an OpenID Connect provider.
@@ -131,6 +134,7 @@ impl Default for Settings {
             amqp_url: None,
             amqp_prefix: None,
             retention_interval_seconds: NonZeroU64::new(3600).unwrap_or(NonZeroU64::MIN),
+            training_interval_seconds: NonZeroU64::new(21_600).unwrap_or(NonZeroU64::MIN),
             https: HttpsSettings::default(),
             oidc: OidcSettings::default(),
         }
@@ -138,7 +142,7 @@ impl Default for Settings {
 }
 
 /// The environment variable that overrides each setting.
-pub const ENVIRONMENT: [(&str, &str); 19] = [
+pub const ENVIRONMENT: [(&str, &str); 20] = [
     ("PALISADE_DATA", "data"),
     ("PALISADE_HTTP", "http"),
     ("PALISADE_GRPC", "grpc"),
@@ -148,6 +152,10 @@ pub const ENVIRONMENT: [(&str, &str); 19] = [
     (
         "PALISADE_RETENTION_INTERVAL_SECONDS",
         "retention_interval_seconds",
+    ),
+    (
+        "PALISADE_TRAINING_INTERVAL_SECONDS",
+        "training_interval_seconds",
     ),
     // `true` or `false`.
     ("PALISADE_HTTPS", "https.enabled"),
@@ -260,6 +268,11 @@ impl Settings {
                 "PALISADE_AMQP_PREFIX" => self.amqp_prefix = optional(&value),
                 "PALISADE_RETENTION_INTERVAL_SECONDS" => {
                     self.retention_interval_seconds = value.parse().map_err(|_| {
+                        refuse("expected a whole number of seconds, at least 1".to_owned())
+                    })?;
+                }
+                "PALISADE_TRAINING_INTERVAL_SECONDS" => {
+                    self.training_interval_seconds = value.parse().map_err(|_| {
                         refuse("expected a whole number of seconds, at least 1".to_owned())
                     })?;
                 }

@@ -170,6 +170,11 @@ pub const SQLITE_MIGRATIONS: Embedded = Embedded(&[
         "oidc",
         include_str!("../migrations/sqlite/0011_oidc.sql"),
     ),
+    (
+        12,
+        "detection_models",
+        include_str!("../migrations/sqlite/0012_detection_models.sql"),
+    ),
 ]);
 
 /// See [`SQLITE_MIGRATIONS`].
@@ -228,6 +233,11 @@ pub const POSTGRES_MIGRATIONS: Embedded = Embedded(&[
         11,
         "oidc",
         include_str!("../migrations/postgres/0011_oidc.sql"),
+    ),
+    (
+        12,
+        "detection_models",
+        include_str!("../migrations/postgres/0012_detection_models.sql"),
     ),
 ]);
 
@@ -683,6 +693,7 @@ impl Store {
 mod agents;
 mod applications;
 mod dashboard;
+mod models;
 mod rollups;
 mod settings;
 mod tokens;
@@ -691,6 +702,7 @@ mod users;
 pub use agents::{AgentRecord, CertifiedAgent, EnrollmentToken, Group, NewAgent, TokenRefusal};
 pub use applications::AppDestination;
 pub use dashboard::{Minute, Ranked};
+pub use models::{DetectionModel, NewModel};
 pub use rollups::RuleHits;
 pub use settings::{SettingChange, StoredSetting};
 pub use tokens::{ApiToken, TokenRevocation};

@@ -295,6 +295,7 @@ async fn first_start_writes_private_credentials_and_later_starts_do_not() {
             amqp_url: None,
             amqp_prefix: None,
             retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
+            training_interval: palisade_server::training::DEFAULT_INTERVAL,
             oidc: None,
             https: None,
         },

@@ -88,6 +88,7 @@ pub async fn spawn_server_with(
         amqp_url: topology.as_ref().map(|t| t.url.clone()),
         amqp_prefix: topology.as_ref().map(|t| t.prefix.clone()),
         retention_interval: palisade_server::retention::DEFAULT_INTERVAL,
+        training_interval: palisade_server::training::DEFAULT_INTERVAL,
         oidc: None,
         https: None,
     };

@@ -2,9 +2,10 @@
 //! server runs, and how well each detector does.
 //!
 //! A fleet (`--endpoints`, `--seed`) plays `--hours` of traffic, every fifth endpoint carrying
-//! one attack, the families in turn. Every connection goes through
-//! [`palisade_detect::pipeline::Pipeline`] in time order, with a tick each simulated minute.
-//! Then:
+//! one attack, the families in turn. Before that, `--history-hours` of the same fleet's traffic
+//! (no attack has started yet) train the behaviour model, as the server's trainer would from
+//! stored events. Every connection goes through [`palisade_detect::pipeline::Pipeline`] in time
+//! order, with a tick each simulated minute. Then:
 //! - an **alert** is one finding key (the server merges a key's findings into one alert); it is
 //!   true when most of its evidence belongs to an attack of a family its detector is for,
 //!   **another attack's** when most of its evidence belongs to an attack of another family (a
@@ -13,14 +14,20 @@
 //!   its alerts; its **false-positive rate** is its false alerts over the benign units it judged
 //!   (units as its keys name them: (agent, application), (agent, destination), (agent, host));
 //! - a family's **recall** is the share of its campaigns that a detector meant for it raised a
-//!   true alert about; its F1 combines that recall with those detectors' precision.
+//!   true alert about; its F1 combines that recall with those detectors' precision;
+//! - the behaviour detector (`app_behaviour`) is meant for no family and for all: its alert is
+//!   true when most of its evidence belongs to any attack, its recall is over every campaign,
+//!   and a table gives it per family (it does not count in the families' own recall).
 //!
 //! The table goes to standard output, or one JSON document with `--json`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Args;
+use palisade_detect::behaviour::{self, Model, TrainSettings, Windows};
 use palisade_detect::pipeline::{Finding, Observation, Pipeline, Settings};
 use palisade_proto::Direction;
 use palisade_sim::{Family, Fleet, Observed};
@@ -39,6 +46,10 @@ pub struct EvalArgs {
     /// Hours of traffic.
     #[arg(long, default_value_t = 8)]
     hours: u32,
+    /// Hours of attack-free traffic before it that the behaviour model is trained on (a week,
+    /// as the server's trainer reads).
+    #[arg(long, default_value_t = 168)]
+    history_hours: u32,
     /// Chooses the fleet.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -59,8 +70,12 @@ fn detectors_for(family: Family) -> &'static [&'static str] {
     }
 }
 
+/// The detector meant for every family: it judges how an application behaves, whatever the
+/// attack.
+const GENERIC: &str = "app_behaviour";
+
 /// Every kind of finding the pipeline raises, in report order.
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "dga",
     "dns_tunnel",
     "beacon",
@@ -68,18 +83,37 @@ const KINDS: [&str; 7] = [
     "new_destinations",
     "port_scan",
     "host_sweep",
+    GENERIC,
 ];
 
 #[derive(Debug, Serialize)]
 struct Report {
     endpoints: u32,
     hours: u32,
+    history_hours: u32,
     seed: u64,
     events: usize,
+    behaviour_model: ModelFigures,
     detectors: Vec<DetectorFigures>,
     families: Vec<FamilyFigures>,
+    /// The campaigns of each family the behaviour detector raised a true alert about.
+    behaviour_by_family: Vec<FamilyFigures>,
     /// The same connections through a fresh pipeline once more, on one thread, timed.
     throughput: Throughput,
+}
+
+/// The behaviour model trained on the history, and how it did on its held-out windows.
+#[derive(Debug, Serialize)]
+struct ModelFigures {
+    history_events: usize,
+    windows: usize,
+    applications: usize,
+    /// Size of its model file.
+    model_bytes: usize,
+    /// `None` when no model could be trained.
+    evaluation: Option<behaviour::Evaluation>,
+    promoted: bool,
+    reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,7 +184,11 @@ fn evaluate(args: &EvalArgs) -> Report {
     }
     played.sort_by_key(|p| (p.observed.time_ms, p.host, p.seq));
 
+    let (model, model_figures) = train_behaviour(&fleet, &hostnames, args.history_hours);
     let mut pipeline = Pipeline::new(Settings::default());
+    if let Some(model) = &model {
+        pipeline.set_behaviour_model(model.clone());
+    }
     let mut findings: Vec<Finding> = Vec::new();
     let mut next_tick = START_MS + MINUTE_MS;
     let mut labels: HashMap<String, (Family, String)> = HashMap::new();
@@ -183,18 +221,73 @@ fn evaluate(args: &EvalArgs) -> Report {
         &first_attack_ms,
         &units,
     );
-    report.throughput = time_pipeline(&played, &hostnames);
+    report.behaviour_model = model_figures;
+    report.throughput = time_pipeline(&played, &hostnames, model);
     report
+}
+
+/// Trains the behaviour model on the fleet's traffic of the `hours` before the attacks can
+/// start, as the server's trainer does on stored events.
+fn train_behaviour(
+    fleet: &Fleet,
+    hostnames: &[String],
+    hours: u32,
+) -> (Option<Arc<Model>>, ModelFigures) {
+    let from_ms = START_MS - i64::from(hours) * 60 * MINUTE_MS;
+    let mut windows = Windows::default();
+    let mut history_events = 0;
+    for (host, endpoint) in fleet.endpoints.iter().enumerate() {
+        for (n, observed) in endpoint.traffic(from_ms, START_MS).into_iter().enumerate() {
+            let p = Played {
+                host,
+                seq: n as u64 + 1,
+                observed,
+            };
+            windows.add(&observation(
+                hostnames.get(host).map_or("", String::as_str),
+                &p,
+            ));
+            history_events += 1;
+        }
+    }
+    let windows = windows.into_windows();
+    let mut figures = ModelFigures {
+        history_events,
+        windows: windows.len(),
+        applications: 0,
+        model_bytes: 0,
+        evaluation: None,
+        promoted: false,
+        reason: String::new(),
+    };
+    match behaviour::train(&windows, None, &TrainSettings::default()) {
+        Ok(candidate) => {
+            figures.applications = candidate.model.applications();
+            figures.model_bytes = candidate.model.encode().len();
+            figures.evaluation = Some(candidate.evaluation);
+            figures.promoted = candidate.promote;
+            figures.reason = candidate.reason;
+            let model = candidate.promote.then(|| Arc::new(candidate.model));
+            (model, figures)
+        }
+        Err(e) => {
+            figures.reason = e.to_string();
+            (None, figures)
+        }
+    }
 }
 
 /// Feeds the connections to a fresh pipeline (ticks included) and times it: the pipeline's own
 /// cost, without the simulator's or the scoring's.
-fn time_pipeline(played: &[Played], hostnames: &[String]) -> Throughput {
+fn time_pipeline(played: &[Played], hostnames: &[String], model: Option<Arc<Model>>) -> Throughput {
     let observations: Vec<Observation<'_>> = played
         .iter()
         .map(|p| observation(hostnames.get(p.host).map_or("", String::as_str), p))
         .collect();
     let mut pipeline = Pipeline::new(Settings::default());
+    if let Some(model) = model {
+        pipeline.set_behaviour_model(model);
+    }
     let mut findings = Vec::new();
     let mut next_tick = START_MS + MINUTE_MS;
     // The binary is the edge where the clock may be read.
@@ -248,7 +341,8 @@ fn count_units(o: &Observation<'_>, units: &mut HashMap<&'static str, HashSet<St
     };
     add("dga", agent_app.clone());
     add("exfiltration", agent_app.clone());
-    add("new_destinations", agent_app);
+    add("new_destinations", agent_app.clone());
+    add(GENERIC, agent_app);
     if o.is_dns_query() {
         let domain = o
             .domain
@@ -286,6 +380,7 @@ fn score(
     }
     // Which campaign each alert is about, if most of its evidence is one attack's.
     let mut caught: HashMap<String, i64> = HashMap::new();
+    let mut caught_by_behaviour: HashMap<String, i64> = HashMap::new();
     let mut figures: BTreeMap<&str, Tally> = BTreeMap::new();
     for (key, (kind, time_ms, evidence)) in &alerts {
         let mut by_campaign: HashMap<&str, (Family, usize)> = HashMap::new();
@@ -301,6 +396,13 @@ fn score(
         let tally = figures.entry(kind).or_default();
         tally.alerts += 1;
         match attack {
+            Some((campaign, _)) if *kind == GENERIC => {
+                tally.true_alerts += 1;
+                let first = caught_by_behaviour
+                    .entry((*campaign).to_owned())
+                    .or_insert(*time_ms);
+                *first = (*first).min(*time_ms);
+            }
             Some((campaign, (family, _))) if detectors_for(*family).contains(kind) => {
                 tally.true_alerts += 1;
                 let first = caught.entry((*campaign).to_owned()).or_insert(*time_ms);
@@ -323,29 +425,8 @@ fn score(
             }
         }
     }
-    let families: Vec<FamilyFigures> = Family::ALL
-        .iter()
-        .map(|family| {
-            let all = campaigns.get(family).cloned().unwrap_or_default();
-            let mut minutes: Vec<f64> = all
-                .iter()
-                .filter_map(|c| Some((caught.get(c)? - first_attack_ms.get(c)?) as f64 / 60_000.0))
-                .collect();
-            minutes.sort_by(f64::total_cmp);
-            let detected = minutes.len();
-            FamilyFigures {
-                family: family.as_str(),
-                campaigns: all.len(),
-                detected,
-                recall: ratio(detected, all.len()),
-                median_minutes_to_alert: minutes.get(minutes.len() / 2).copied(),
-                missed: all
-                    .into_iter()
-                    .filter(|c| !caught.contains_key(c))
-                    .collect(),
-            }
-        })
-        .collect();
+    let families = family_figures(&campaigns, &caught, first_attack_ms);
+    let behaviour_by_family = family_figures(&campaigns, &caught_by_behaviour, first_attack_ms);
     let detectors = KINDS
         .iter()
         .map(|&detector| {
@@ -358,14 +439,21 @@ fn score(
             let false_alerts = alerts - true_alerts - other_attack;
             let benign_units = units.get(detector).map_or(0, HashSet::len);
             let precision = ratio(true_alerts + other_attack, alerts);
-            let (caught, total) = families
-                .iter()
-                .filter(|f| {
-                    Family::ALL.iter().any(|family| {
-                        family.as_str() == f.family && detectors_for(*family).contains(&detector)
+            let (caught, total) = if detector == GENERIC {
+                behaviour_by_family
+                    .iter()
+                    .fold((0, 0), |(c, t), f| (c + f.detected, t + f.campaigns))
+            } else {
+                families
+                    .iter()
+                    .filter(|f| {
+                        Family::ALL.iter().any(|family| {
+                            family.as_str() == f.family
+                                && detectors_for(*family).contains(&detector)
+                        })
                     })
-                })
-                .fold((0, 0), |(c, t), f| (c + f.detected, t + f.campaigns));
+                    .fold((0, 0), |(c, t), f| (c + f.detected, t + f.campaigns))
+            };
             let recall = ratio(caught, total);
             let f1 = match (precision, recall) {
                 (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
@@ -389,16 +477,58 @@ fn score(
     Report {
         endpoints: args.endpoints,
         hours: args.hours,
+        history_hours: args.history_hours,
         seed: args.seed,
         events,
+        behaviour_model: ModelFigures {
+            history_events: 0,
+            windows: 0,
+            applications: 0,
+            model_bytes: 0,
+            evaluation: None,
+            promoted: false,
+            reason: String::new(),
+        },
         detectors,
         families,
+        behaviour_by_family,
         throughput: Throughput {
             events: 0,
             seconds: 0.0,
             events_per_second: 0.0,
         },
     }
+}
+
+/// Per family: its campaigns, and those `caught` (campaign → first true alert) holds.
+fn family_figures(
+    campaigns: &HashMap<Family, Vec<String>>,
+    caught: &HashMap<String, i64>,
+    first_attack_ms: &HashMap<String, i64>,
+) -> Vec<FamilyFigures> {
+    Family::ALL
+        .iter()
+        .map(|family| {
+            let all = campaigns.get(family).cloned().unwrap_or_default();
+            let mut minutes: Vec<f64> = all
+                .iter()
+                .filter_map(|c| Some((caught.get(c)? - first_attack_ms.get(c)?) as f64 / 60_000.0))
+                .collect();
+            minutes.sort_by(f64::total_cmp);
+            let detected = minutes.len();
+            FamilyFigures {
+                family: family.as_str(),
+                campaigns: all.len(),
+                detected,
+                recall: ratio(detected, all.len()),
+                median_minutes_to_alert: minutes.get(minutes.len() / 2).copied(),
+                missed: all
+                    .into_iter()
+                    .filter(|c| !caught.contains_key(c))
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// One detector's alerts by what they were about.
@@ -412,6 +542,25 @@ struct Tally {
 
 fn ratio(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+fn print_families(title: &str, families: &[FamilyFigures]) {
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    println!(
+        "{:<17} {:>9} {:>8} {:>7} {:>14}",
+        title, "campaigns", "detected", "recall", "median minutes"
+    );
+    for f in families {
+        println!(
+            "{:<17} {:>9} {:>8} {:>7} {:>14}",
+            f.family,
+            f.campaigns,
+            f.detected,
+            show(f.recall),
+            f.median_minutes_to_alert
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+        );
+    }
 }
 
 fn print_tables(report: &Report) {
@@ -451,21 +600,33 @@ fn print_tables(report: &Report) {
         );
     }
     println!();
+    print_families("family", &report.families);
+    println!();
+    print_families(&format!("{GENERIC} by family"), &report.behaviour_by_family);
+    let m = &report.behaviour_model;
+    println!();
     println!(
-        "{:<17} {:>9} {:>8} {:>7} {:>14}",
-        "family", "campaigns", "detected", "recall", "median minutes"
+        "behaviour model: {} h of history, {} events, {} windows, {} applications with a profile, {} bytes",
+        report.history_hours, m.history_events, m.windows, m.applications, m.model_bytes
     );
-    for f in &report.families {
+    if let Some(e) = &m.evaluation {
         println!(
-            "{:<17} {:>9} {:>8} {:>7} {:>14}",
-            f.family,
-            f.campaigns,
-            f.detected,
-            show(f.recall),
-            f.median_minutes_to_alert
-                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+            "  held out {} windows: AUC {} against synthetic anomalies, {:.3}% flagged, {:.1}% of anomalies flagged",
+            e.windows,
+            show(e.auc),
+            e.flagged * 100.0,
+            e.detected * 100.0
         );
     }
+    println!(
+        "  {}: {}",
+        if m.promoted {
+            "promoted"
+        } else {
+            "not promoted"
+        },
+        m.reason
+    );
     let t = &report.throughput;
     println!();
     println!(

@@ -65,8 +65,8 @@ pub enum FitError {
     NotFinite(usize),
 }
 
-/// A fitted forest; serialisable so per-application models can be stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A fitted forest; the behaviour model file stores it (`encode`, `decode`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct IsolationForest {
     features: usize,
     /// c(ψ) of the subsample size used.
@@ -76,7 +76,7 @@ pub struct IsolationForest {
 }
 
 /// One isolation tree and the box its subsample spanned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct Tree {
     low: Vec<f64>,
     high: Vec<f64>,
@@ -106,7 +106,7 @@ impl Tree {
 }
 
 /// A node of an isolation tree; children come after their parent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum INode {
     Split {
         feature: usize,

@@ -5,9 +5,10 @@
 //! (`crate::detection`).
 //!
 //! - **When.** At start, then every interval (`training_interval_seconds`, six hours unless the
-//!   operator sets it); every [`RETRY`] while no model has been promoted (a new install has no
-//!   history yet). A run is skipped when a candidate of the kind was stored less than an
-//!   interval ago, so several nodes, or a restarted one, do not train again at once.
+//!   operator sets it); every [`RETRY`] while there is too little history (a new install has
+//!   none yet) or a run failed. A run is skipped when a candidate of the kind was stored less
+//!   than an interval ago, promoted or not, so several nodes, or a restarted one, do not train
+//!   again at once, and a rejected candidate is followed by the next an interval later.
 //! - **On what.** The newest events of the last [`HISTORY`], at most [`MAX_EVENTS`], read
 //!   newest first in pages and counted into five-minute windows per (agent, application); at
 //!   least [`MIN_SPAN`] of them, and enough windows for the trainer.

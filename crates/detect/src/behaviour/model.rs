@@ -81,7 +81,9 @@ pub struct Judgement {
     pub basis: Basis,
     /// Windows that profile was fitted on.
     pub trained_windows: u32,
-    /// The features furthest from their baseline, furthest first.
+    /// The features furthest from their baseline, furthest first; empty when the window is
+    /// not anomalous (nobody reads why an ordinary window is ordinary, and every window is
+    /// judged).
     pub drivers: Vec<Driver>,
 }
 
@@ -116,12 +118,17 @@ impl Model {
             },
             Err(_) => (&self.fleet, Basis::Fleet),
         };
+        let score = profile.forest.score(features);
         Judgement {
-            score: profile.forest.score(features),
+            score,
             threshold: profile.threshold,
             basis,
             trained_windows: profile.windows,
-            drivers: profile.drivers(features),
+            drivers: if score > profile.threshold {
+                profile.drivers(features)
+            } else {
+                Vec::new()
+            },
         }
     }
 

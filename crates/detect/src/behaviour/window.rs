@@ -145,16 +145,6 @@ impl Windows {
             .add(o);
     }
 
-    /// How many windows hold something.
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    /// Whether none does.
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
-    }
-
     /// The windows, oldest first (then by agent and application).
     pub fn into_windows(self) -> Vec<Window> {
         let mut windows: Vec<Window> = self

@@ -4,12 +4,11 @@
 //! (or kept) until a model is set; the server sets the newest promoted one and swaps it when a
 //! better one is trained.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use foldhash::HashMap;
 use serde_json::{Map, Value, json};
-
-use std::collections::VecDeque;
 
 use super::intern::{Interner, Sym};
 use super::{Context, Finding, MAX_EVIDENCE, Severity};
@@ -27,6 +26,16 @@ struct Open {
     start_ms: i64,
     counts: WindowCounts,
     evidence: Cited,
+}
+
+impl Open {
+    fn new(start_ms: i64) -> Open {
+        Open {
+            start_ms,
+            counts: WindowCounts::default(),
+            evidence: Cited::default(),
+        }
+    }
 }
 
 /// The newest events of a window, kept as sequence numbers (formatted only when a finding
@@ -76,20 +85,9 @@ impl Detector {
         let open = self
             .open
             .entry((context.agent, app))
-            .or_insert_with(|| Open {
-                start_ms,
-                counts: WindowCounts::default(),
-                evidence: Cited::default(),
-            });
+            .or_insert_with(|| Open::new(start_ms));
         if start_ms > open.start_ms {
-            let closed = std::mem::replace(
-                open,
-                Open {
-                    start_ms,
-                    counts: WindowCounts::default(),
-                    evidence: Cited::default(),
-                },
-            );
+            let closed = std::mem::replace(open, Open::new(start_ms));
             out.extend(judge(model, context.names, (context.agent, app), &closed));
         }
         // A late observation of a window already closed counts in the current one.
